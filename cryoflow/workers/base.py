@@ -1,0 +1,101 @@
+"""The executor interface: how the head hands jobs to workers and hears back.
+
+The head owns all state. An executor only runs the :class:`Task` it is given and
+reports through the :class:`JobSink` it was started with, always on the head's event
+loop thread. Every executor (local processes, Dask, Docker, Kubernetes) runs the same
+job runtime (:mod:`cryoflow.workers.runtime`), so a module behaves the same everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from cryoflow.graph.model import EMPTY, Outcome, WorkerClass
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs to run one job, self-contained and JSON-friendly."""
+
+    id: str
+    pebble_id: int
+    node: str
+    module: str
+    module_ref: str | None
+    args: Mapping[str, Any]
+    worker_class: WorkerClass = WorkerClass.NORMAL
+    files: Mapping[str, Mapping[str, Any]] = EMPTY
+    loop: str | None = None
+    post: tuple[Mapping[str, Any], ...] = ()
+    timeout_s: float | None = None
+    workdir: str | None = None
+    workflow: str = ""
+    ccnode: str | None = None
+    docker: str | None = None
+    image: str | None = None
+    volumes: tuple[tuple[str, str, str], ...] = ()
+    extra: Mapping[str, Any] = EMPTY
+    module_paths: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        """Serialize for a pipe or a remote worker (never pickle)."""
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Task:
+        data = json.loads(text)
+        data["worker_class"] = WorkerClass(data["worker_class"])
+        data["post"] = tuple(data.get("post") or ())
+        data["volumes"] = tuple(tuple(v) for v in data.get("volumes") or ())
+        data["module_paths"] = tuple(data.get("module_paths") or ())
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What one run of a job produced."""
+
+    outcome: Outcome
+    retval: Any = None
+    error: str | None = None
+    stats: Mapping[str, Any] = field(default=EMPTY)
+
+
+class JobSink(Protocol):
+    """Receives what executors report. Called on the head's event loop thread."""
+
+    def job_started(self, job_id: str, worker: str, host: str) -> None: ...
+
+    def job_status(self, job_id: str, key: str, value: Any) -> None: ...
+
+    def job_log(self, job_id: str, level: str, message: str) -> None: ...
+
+    def job_finished(self, job_id: str, result: JobResult) -> None: ...
+
+    def job_lost(self, job_id: str, reason: str) -> None:
+        """The job will not report: its worker died or was replaced. Retry it."""
+
+
+class Executor(Protocol):
+    """Runs tasks on some kind of worker.
+
+    Contract: ``submit`` is only called for a class with a free slot (see
+    ``free_slots``); each submitted task ends with exactly one ``job_finished`` or
+    ``job_lost`` on the sink, unless it was cancelled and the executor stopped.
+    ``cancel`` sets the job's cancel event, and kills it after ``grace_s``.
+    """
+
+    async def start(self, sink: JobSink) -> None: ...
+
+    async def stop(self, timeout_s: float = 10.0) -> None: ...
+
+    def free_slots(self) -> Mapping[WorkerClass, int]: ...
+
+    def capacity(self) -> Mapping[WorkerClass, int]: ...
+
+    def submit(self, task: Task) -> None: ...
+
+    def cancel(self, job_id: str, grace_s: float = 2.0) -> None: ...
