@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cryoflow.graph.model import EMPTY, Outcome, WorkerClass
+from cryoflow.graph.model import Outcome, WorkerClass, empty_map
 
 Branch = tuple[int, ...]
 
@@ -52,7 +52,7 @@ class PebbleOutcome(StrEnum):
     FAILED = "failed"  #: a node ended error/timeout/cancel and nothing handled it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeState:
     """The state of one node in one branch of one pebble."""
 
@@ -67,7 +67,7 @@ class NodeState:
     attempts: int = 0
     lost: int = 0
     """Attempts whose worker died; they do not count against ``retries``."""
-    stats: Mapping[str, Any] = EMPTY
+    stats: Mapping[str, Any] = field(default_factory=empty_map)
     branches: int = 0
     """For a split node: how many items its split list had."""
 
@@ -92,7 +92,7 @@ class JobFinished:
     outcome: Outcome
     retval: Any = None
     error: str | None = None
-    stats: Mapping[str, Any] = EMPTY
+    stats: Mapping[str, Any] = field(default_factory=empty_map)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class JobSpec:
     args: Mapping[str, Any]
     priority: int
     worker_class: WorkerClass
-    files: Mapping[str, Mapping[str, Any]] = EMPTY
+    files: Mapping[str, Mapping[str, Any]] = field(default_factory=empty_map)
     """Per argument with a ``type`` (file, dir, tempdir): its type and flags."""
     ccnode: str | None = None
     workdir: str | None = None
@@ -139,7 +139,7 @@ class JobSpec:
     post: tuple[Mapping[str, Any], ...] = ()
     """Resolved post specs: ``{"output", "target", "basename"}``."""
     deferred: bool = False
-    config: Mapping[str, Any] = EMPTY
+    config: Mapping[str, Any] = field(default_factory=empty_map)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,11 @@ STAT_NAMES = frozenset(
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def empty_map() -> Mapping[str, Any]:
+    """Default factory for read-only mapping fields of frozen records."""
+    return EMPTY
+
+
 def frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """Return a read-only view of a shallow copy of ``data``."""
     return MappingProxyType(dict(data or {}))
@@ -95,7 +100,7 @@ class ArgSpec:
     has_default: bool = False
     default: Any = None
     type: str | None = None
-    flags: Mapping[str, Any] = EMPTY
+    flags: Mapping[str, Any] = field(default_factory=empty_map)
 
     @property
     def ref_node(self) -> str | None:
@@ -136,7 +141,7 @@ class Node:
     name: str
     module: str
     parents: tuple[str, ...] = (ENTRY,)
-    args: Mapping[str, ArgSpec] = EMPTY
+    args: Mapping[str, ArgSpec] = field(default_factory=empty_map)
     run_on: RunOn = RunOn.ALWAYS
     run_if: Expr | None = None
     run_if_text: str | None = None
@@ -164,7 +169,7 @@ class Node:
     config_root: str | None = None
     provides: tuple[str, ...] = ()
     depends: tuple[str, ...] = ()
-    outputs: Mapping[str, str] = EMPTY
+    outputs: Mapping[str, str] = field(default_factory=empty_map)
     cache: CacheSpec | None = None
     run_on_head: bool = False
     service_url: str | None = None
@@ -172,7 +177,7 @@ class Node:
     """Where the module was found: a file path or a dotted import name."""
     is_input: bool = False
     """True for a direct, non-global child of ``entry`` (it runs an input module)."""
-    extra: Mapping[str, Any] = EMPTY
+    extra: Mapping[str, Any] = field(default_factory=empty_map)
     """Notation-specific data kept for executors (function-spec ``funcname``, ...)."""
 
     @property
@@ -203,12 +208,12 @@ class Graph:
     name: str
     nodes: Mapping[str, Node]
     description: str = ""
-    options: Mapping[str, OptionSpec] = EMPTY
-    config: Mapping[str, Any] = EMPTY
+    options: Mapping[str, OptionSpec] = field(default_factory=empty_map)
+    config: Mapping[str, Any] = field(default_factory=empty_map)
     source: str = "<memory>"
     flow: str | None = None
     """The parsed grouping of a flow string, for ``--explain``."""
-    children: Mapping[str, tuple[str, ...]] = field(default=EMPTY)
+    children: Mapping[str, tuple[str, ...]] = field(default_factory=empty_map)
 
     def __post_init__(self) -> None:
         if not self.children:

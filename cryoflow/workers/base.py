@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from cryoflow.graph.model import EMPTY, Outcome, WorkerClass
+from cryoflow.graph.model import Outcome, WorkerClass, empty_map
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Task:
     module_ref: str | None
     args: Mapping[str, Any]
     worker_class: WorkerClass = WorkerClass.NORMAL
-    files: Mapping[str, Mapping[str, Any]] = EMPTY
+    files: Mapping[str, Mapping[str, Any]] = field(default_factory=empty_map)
     loop: str | None = None
     post: tuple[Mapping[str, Any], ...] = ()
     timeout_s: float | None = None
@@ -37,7 +37,7 @@ class Task:
     docker: str | None = None
     image: str | None = None
     volumes: tuple[tuple[str, str, str], ...] = ()
-    extra: Mapping[str, Any] = EMPTY
+    extra: Mapping[str, Any] = field(default_factory=empty_map)
     module_paths: tuple[str, ...] = ()
 
     def to_json(self) -> str:
@@ -61,7 +61,7 @@ class JobResult:
     outcome: Outcome
     retval: Any = None
     error: str | None = None
-    stats: Mapping[str, Any] = field(default=EMPTY)
+    stats: Mapping[str, Any] = field(default_factory=empty_map)
 
 
 class JobSink(Protocol):
