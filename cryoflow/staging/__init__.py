@@ -1,0 +1,1 @@
+"""Getting files to and from the places jobs run: fetch, unpack, upload."""
