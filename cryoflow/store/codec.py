@@ -1,0 +1,209 @@
+"""JSON encoding of the values the store keeps, and of its row shapes.
+
+Contract:
+
+- :func:`dumps` writes compact JSON (no spaces). Mappings of any kind become objects,
+  tuples and sets become arrays, paths become strings; anything else JSON cannot hold is
+  stored as its ``str()`` so that one odd return value never rolls back a whole batch.
+- A :class:`~cryoflow.engine.records.NodeState` is a row of the ``nodes`` table
+  (:func:`node_row` / :func:`node_state`); defaults are stored as NULL.
+- A :class:`~cryoflow.engine.records.JobSpec` is a row of the ``jobs`` table: the fields
+  that have their own column (id, pebble, node, branch, attempt, priority, worker class,
+  ``not_before``) are not repeated in the ``spec`` JSON, which holds ``args`` and the
+  other fields that differ from their defaults (:func:`job_row` / :func:`job_spec`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any
+
+from cryoflow.engine.records import (
+    Branch,
+    JobSpec,
+    NodeState,
+    NodeStatus,
+    branch_key,
+    parse_branch,
+)
+from cryoflow.graph.model import EMPTY, Outcome, WorkerClass, frozen_map
+
+
+def _plain(value: Any) -> Any:
+    """Turn what :mod:`json` cannot encode into something it can."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_plain)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text of ``value`` (see the module contract for odd types)."""
+    return _ENCODER.encode(value)
+
+
+def dumps_opt(value: Any) -> str | None:
+    """:func:`dumps`, except that ``None`` and empty mappings are stored as NULL."""
+    if value is None or (isinstance(value, Mapping) and not value):
+        return None
+    return _ENCODER.encode(value)
+
+
+def loads(text: str | None) -> Any:
+    """Inverse of :func:`dumps_opt`: NULL reads back as ``None``."""
+    return None if text is None else json.loads(text)
+
+
+# ------------------------------------------------------------------------------ nodes
+
+NODE_COLUMNS = (
+    "status",
+    "outcome",
+    "output",
+    "error",
+    "resolved_by",
+    "combined",
+    "attempts",
+    "lost",
+    "stats",
+    "branches",
+)
+"""The ``nodes`` columns after ``(pebble_id, node, branch)``, in row order."""
+
+
+def node_row(pebble_id: int, node: str, branch: Branch, state: NodeState) -> tuple[Any, ...]:
+    """The ``nodes`` row of one node branch: key columns, then :data:`NODE_COLUMNS`."""
+    return (
+        pebble_id,
+        node,
+        branch_key(branch),
+        state.status.value,
+        state.outcome,
+        None if state.output is None else _ENCODER.encode(state.output),
+        state.error,
+        state.resolved_by,
+        state.combined,
+        state.attempts,
+        state.lost,
+        _ENCODER.encode(state.stats) if state.stats else None,
+        state.branches,
+    )
+
+
+def node_state(row: Sequence[Any]) -> NodeState:
+    """Inverse of :func:`node_row` for the :data:`NODE_COLUMNS` part of a row."""
+    status, outcome, output, error, resolved_by, combined, attempts, lost, stats, n = row
+    return NodeState(
+        status=NodeStatus(status),
+        outcome=None if outcome is None else Outcome(outcome),
+        output=None if output is None else json.loads(output),
+        error=error,
+        resolved_by=resolved_by,
+        combined=None if combined is None else Outcome(combined),
+        attempts=attempts,
+        lost=lost,
+        stats=EMPTY if stats is None else frozen_map(json.loads(stats)),
+        branches=n,
+    )
+
+
+def node_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """The :data:`NODE_COLUMNS` part of a row as a JSON-friendly dict."""
+    state = dict(zip(NODE_COLUMNS, row))
+    state["output"] = loads(state["output"])
+    state["stats"] = loads(state["stats"]) or {}
+    return state
+
+
+# ------------------------------------------------------------------------------- jobs
+
+JOB_KEY_COLUMNS = (
+    "id",
+    "pebble_id",
+    "node",
+    "branch",
+    "attempt",
+    "priority",
+    "worker_class",
+    "not_before",
+    "spec",
+)
+"""The columns :func:`job_spec` reads, in order."""
+
+_IN_COLUMNS = {"id", "pebble_id", "node", "branch", "attempt", "priority", "worker_class"}
+_EXTRA_DEFAULTS = {
+    f.name: f.default for f in fields(JobSpec) if f.name not in _IN_COLUMNS | {"not_before"}
+}
+
+
+def _spec_extra(spec: JobSpec) -> dict[str, Any]:
+    """The fields of ``spec`` that have no column of their own and differ from default."""
+    extra: dict[str, Any] = {"args": spec.args}
+    for name, default in _EXTRA_DEFAULTS.items():
+        value = getattr(spec, name)
+        if value != default:
+            extra[name] = value
+    return extra
+
+
+def job_row(spec: JobSpec, now: float) -> tuple[Any, ...]:
+    """The values of :data:`INSERT_JOB` (state ``queued``, created ``now``)."""
+    return (
+        spec.id,
+        spec.pebble_id,
+        spec.node,
+        branch_key(spec.branch),
+        spec.attempt,
+        spec.priority,
+        spec.worker_class,
+        _ENCODER.encode(_spec_extra(spec)),
+        spec.not_before,
+        now,
+    )
+
+
+def job_spec(row: Sequence[Any]) -> JobSpec:
+    """Inverse of :func:`job_row` for a row of :data:`JOB_KEY_COLUMNS`."""
+    id_, pebble_id, node, branch, attempt, priority, worker_class, not_before, spec = row
+    extra = json.loads(spec)
+    for name in ("args", "files", "config"):
+        if name in extra:
+            extra[name] = frozen_map(extra[name])
+    if "post" in extra:
+        extra["post"] = tuple(frozen_map(p) for p in extra["post"])
+    return JobSpec(
+        id=id_,
+        pebble_id=pebble_id,
+        node=node,
+        branch=parse_branch(branch),
+        attempt=attempt,
+        priority=priority,
+        worker_class=WorkerClass(worker_class),
+        not_before=not_before,
+        **extra,
+    )
+
+
+def spec_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """A row of :data:`JOB_KEY_COLUMNS` as the whole JobSpec in JSON-friendly form."""
+    keys = dict(zip(JOB_KEY_COLUMNS, row))
+    spec: dict[str, Any] = {
+        name: keys[name]
+        for name in ("id", "pebble_id", "node", "attempt", "priority", "worker_class")
+    }
+    spec["branch"] = list(parse_branch(keys["branch"]))
+    spec["not_before"] = keys["not_before"]
+    defaults = {k: _plain(v) if isinstance(v, Mapping) else v for k, v in _EXTRA_DEFAULTS.items()}
+    defaults["post"] = []
+    spec.update(defaults)
+    spec.update(json.loads(keys["spec"]))
+    return spec

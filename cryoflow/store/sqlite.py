@@ -1,0 +1,498 @@
+"""The head's durable state: one SQLite database in WAL mode in the state folder.
+
+Contract:
+
+- :meth:`Store.open` locks the folder (one head per folder), refuses files that are not
+  usable state databases without touching them, creates a new database atomically, and
+  migrates an old one. ``fresh=True`` first moves the old database aside.
+- Every write happens inside :meth:`Store.batch`: one ``BEGIN IMMEDIATE`` transaction
+  that commits when the block ends and rolls back if it raises, so an event and the
+  actions it causes are durable together or not at all (group commit).
+- Full disk (or page limit) raises :class:`StoreFullError`; the failed batch leaves
+  nothing behind and later batches work once space is free. Every other sqlite error
+  becomes a :class:`StoreError` naming the database.
+- The :class:`Store` connection belongs to the head's thread; other threads read through
+  :meth:`Store.reader`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from cryoflow.engine.records import (
+    Action,
+    Branch,
+    CancelJob,
+    JobSpec,
+    NodeChanged,
+    NodeState,
+    PebbleDone,
+    QueueJob,
+    parse_branch,
+)
+from cryoflow.errors import StoreError
+from cryoflow.store import codec, guard, schema
+from cryoflow.store.lock import StateLock
+from cryoflow.store.reader import Queries, StoreReader, snapshot
+
+DB_NAME = guard.DB_NAME
+BUSY_TIMEOUT_S = 5.0
+ACTIVE_PAGE = 500
+"""Pebbles read per query while streaming :meth:`Store.active_pebbles`."""
+
+_SYNCHRONOUS = {
+    "NORMAL": "PRAGMA synchronous = NORMAL",
+    "FULL": "PRAGMA synchronous = FULL",
+    "EXTRA": "PRAGMA synchronous = EXTRA",
+}
+
+INSERT_PEBBLE = (
+    "INSERT INTO pebbles(id, input_node, item, created, idem_key, seen_key)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+FIND_IDEM = "SELECT id FROM pebbles WHERE idem_key = ?"
+FIND_SEEN = "SELECT pebble_id FROM seen WHERE key = ?"
+INSERT_SEEN = "INSERT INTO seen(key, pebble_id, ts) VALUES (?, ?, ?)"
+UPSERT_NODE = (
+    "INSERT OR REPLACE INTO nodes(pebble_id, node, branch, status, outcome, output, error,"
+    " resolved_by, combined, attempts, lost, stats, branches)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_JOB = (
+    "INSERT INTO jobs(id, pebble_id, node, branch, attempt, priority, worker_class, spec,"
+    " not_before, created, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')"
+    " ON CONFLICT(id) DO NOTHING"
+)
+CANCEL_JOB = (
+    "UPDATE jobs SET state = 'cancelled', finished = ?"
+    " WHERE id = ? AND state IN ('queued', 'running')"
+)
+FINISH_PEBBLE = (
+    "UPDATE pebbles SET state = 'done', outcome = ?, failed_nodes = ?, finished = ? WHERE id = ?"
+)
+START_JOB = (
+    "UPDATE jobs SET state = 'running', started = ?, worker = ?, host = ?"
+    " WHERE id = ? AND state = 'queued'"
+)
+FINISH_JOB = (
+    "UPDATE jobs SET state = 'done', outcome = ?, retval = ?, error = ?, stats = ?,"
+    " finished = ? WHERE id = ? AND state <> 'done'"
+)
+RUNNING_JOBS = "SELECT id, pebble_id FROM jobs WHERE state = 'running' ORDER BY id"
+LOSE_RUNNING = (
+    "UPDATE jobs SET state = 'done', outcome = 'lost', error = ?, finished = ?"
+    " WHERE state = 'running'"
+)
+PUT_STATUS = "INSERT OR REPLACE INTO status(channel, key, value, ts) VALUES (?, ?, ?, ?)"
+INSERT_LOG = (
+    "INSERT INTO logs(ts, level, pebble_id, job_id, node, message) VALUES (?, ?, ?, ?, ?, ?)"
+)
+INSERT_EVENT = "INSERT INTO events(ts, kind, pebble_id, job_id, data) VALUES (?, ?, ?, ?, ?)"
+HAS_SEEN = "SELECT 1 FROM seen WHERE key = ?"
+NEXT_PEBBLE_ID = "SELECT coalesce(max(id), 0) + 1 FROM pebbles"
+ACTIVE_PEBBLES = (
+    "SELECT id, input_node, item FROM pebbles WHERE state = 'active' AND id > ? ORDER BY id LIMIT ?"
+)
+ACTIVE_NODES = (
+    "SELECT n.pebble_id, n.node, n.branch, n.status, n.outcome, n.output, n.error,"
+    " n.resolved_by, n.combined, n.attempts, n.lost, n.stats, n.branches"
+    " FROM nodes AS n JOIN pebbles AS p ON p.id = n.pebble_id"
+    " WHERE n.pebble_id BETWEEN ? AND ? AND p.state = 'active' ORDER BY n.pebble_id"
+)
+OPEN_JOBS = (
+    "SELECT " + ", ".join(codec.JOB_KEY_COLUMNS) + ", state FROM jobs"
+    " WHERE state IN ('queued', 'running') ORDER BY priority DESC, pebble_id, created"
+)
+LOST_REASON = "the head stopped while this job was running"
+
+Resumed = tuple[int, str, dict[str, Any], dict[tuple[str, Branch], NodeState]]
+"""One unfinished pebble: (id, input node, item, {(node, branch): state})."""
+
+
+class Batch:
+    """The writes of one transaction; get one from :meth:`Store.batch`.
+
+    Every write appends a compact row to ``events`` (the web view's resume cursor);
+    those rows are written together just before the commit, in call order.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._events: list[tuple[float, str, int | None, str | None, str | None]] = []
+
+    def add_pebble(
+        self,
+        input_node: str,
+        item: Mapping[str, Any],
+        *,
+        now: float,
+        pebble_id: int | None = None,
+        idem_key: str | None = None,
+        seen_key: str | None = None,
+    ) -> tuple[int, bool]:
+        """Store a new pebble; return ``(id, True)``.
+
+        When ``idem_key`` or ``seen_key`` was stored before, nothing is written and the
+        earlier pebble's id comes back as ``(id, False)``. ``pebble_id`` None lets the
+        store pick ``max(id) + 1``. A ``seen_key`` is also recorded in ``seen``.
+        """
+        existing = self._existing(idem_key, seen_key)
+        if existing is not None:
+            return existing, False
+        row = (pebble_id, input_node, codec.dumps(item), now, idem_key, seen_key)
+        new_id = self._conn.execute(INSERT_PEBBLE, row).lastrowid
+        assert new_id is not None
+        if seen_key is not None:
+            self._conn.execute(INSERT_SEEN, (seen_key, new_id, now))
+        self._events.append((now, "pebble_added", new_id, None, None))
+        return new_id, True
+
+    def _existing(self, idem_key: str | None, seen_key: str | None) -> int | None:
+        for sql, key in ((FIND_IDEM, idem_key), (FIND_SEEN, seen_key)):
+            if key is not None:
+                row = self._conn.execute(sql, (key,)).fetchone()
+                if row is not None:
+                    return int(row[0])
+        return None
+
+    def apply(self, actions: Iterable[Action], *, now: float) -> None:
+        """Persist the engine's actions, each kind with one ``executemany``.
+
+        NodeChanged upserts the node row (the last one for a key wins); QueueJob inserts
+        a queued job unless its id exists; CancelJob cancels a job that is queued or
+        running; PebbleDone closes the pebble with its outcome and failed nodes.
+        """
+        nodes: list[tuple[Any, ...]] = []
+        jobs: list[tuple[Any, ...]] = []
+        cancels: list[tuple[float, str]] = []
+        dones: list[tuple[Any, ...]] = []
+        events = self._events
+        for action in actions:
+            if isinstance(action, NodeChanged):
+                row = codec.node_row(action.pebble_id, action.node, action.branch, action.state)
+                nodes.append(row)
+                events.append((now, "node_changed", action.pebble_id, None, _node_event(row)))
+            elif isinstance(action, QueueJob):
+                jobs.append(codec.job_row(action.job, now))
+                events.append((now, "job_queued", action.job.pebble_id, action.job.id, None))
+            elif isinstance(action, CancelJob):
+                cancels.append((now, action.job_id))
+                events.append((now, "job_cancelled", None, action.job_id, None))
+            elif isinstance(action, PebbleDone):
+                dones.append(_done_row(action, now))
+                data = codec.dumps({"outcome": action.outcome})
+                events.append((now, "pebble_done", action.pebble_id, None, data))
+            else:
+                raise TypeError(f"not a store action: {action!r}")
+        self._write(nodes, jobs, cancels, dones)
+
+    def _write(self, *groups: list[Any]) -> None:
+        for sql, rows in zip((UPSERT_NODE, INSERT_JOB, CANCEL_JOB, FINISH_PEBBLE), groups):
+            if rows:
+                self._conn.executemany(sql, rows)
+
+    def job_started(self, job_id: str, *, worker: str, host: str, now: float) -> bool:
+        """Mark a queued job running on ``worker``@``host``; False if it was not queued."""
+        cursor = self._conn.execute(START_JOB, (now, worker, host, job_id))
+        data = codec.dumps({"worker": worker, "host": host})
+        self._events.append((now, "job_started", None, job_id, data))
+        return cursor.rowcount > 0
+
+    def job_finished(
+        self,
+        job_id: str,
+        *,
+        outcome: str,
+        retval: Any,
+        error: str | None,
+        stats: Mapping[str, Any],
+        now: float,
+    ) -> bool:
+        """Record a job's result; False (and nothing changed) if it was already done.
+
+        A repeated report of the same job is therefore applied once.
+        """
+        retval_json = None if retval is None else codec.dumps(retval)
+        row = (outcome, retval_json, error, codec.dumps_opt(stats), now, job_id)
+        cursor = self._conn.execute(FINISH_JOB, row)
+        data = codec.dumps({"outcome": outcome})
+        self._events.append((now, "job_finished", None, job_id, data))
+        return cursor.rowcount > 0
+
+    def requeue_running(self, *, now: float) -> list[str]:
+        """At resume: close every job left ``running`` and return their ids.
+
+        Each one becomes ``done`` with outcome ``lost`` (so that a later restart does
+        not count it again); the head hands the ids to the engine as lost jobs, which
+        queues the next attempts in the same batch.
+        """
+        running = self._conn.execute(RUNNING_JOBS).fetchall()
+        self._conn.execute(LOSE_RUNNING, (LOST_REASON, now))
+        self._events.extend((now, "job_lost", pid, jid, None) for jid, pid in running)
+        return [jid for jid, _ in running]
+
+    def set_status(self, channel: str, key: str, value: Any, *, now: float) -> None:
+        """Keep the latest ``value`` of ``channel``/``key`` (no event is added)."""
+        self._conn.execute(PUT_STATUS, (channel, key, codec.dumps(value), now))
+
+    def add_logs(
+        self, rows: Iterable[tuple[float, str, int | None, str | None, str | None, str]]
+    ) -> None:
+        """Append ``(ts, level, pebble_id, job_id, node, message)`` log rows (no events)."""
+        self._conn.executemany(INSERT_LOG, rows)
+
+    def add_event(
+        self,
+        kind: str,
+        *,
+        now: float,
+        pebble_id: int | None = None,
+        job_id: str | None = None,
+        data: Any = None,
+    ) -> None:
+        """Append one event of any ``kind`` to the event log."""
+        encoded = None if data is None else codec.dumps(data)
+        self._events.append((now, kind, pebble_id, job_id, encoded))
+
+    def has_seen(self, key: str) -> bool:
+        """Whether a pebble was stored with ``seen_key=key``."""
+        return self._conn.execute(HAS_SEEN, (key,)).fetchone() is not None
+
+    def flush(self) -> None:
+        """Write the buffered event rows (called by :meth:`Store.batch` before COMMIT)."""
+        if self._events:
+            self._conn.executemany(INSERT_EVENT, self._events)
+            self._events.clear()
+
+
+def _node_event(row: tuple[Any, ...]) -> str:
+    """Compact event data of a nodes row: ``{"node", "branch"?, "status", "outcome"?}``."""
+    data = {"node": row[1], "status": row[3]}
+    if row[2]:
+        data["branch"] = row[2]
+    if row[4] is not None:
+        data["outcome"] = row[4]
+    return codec.dumps(data)
+
+
+def _done_row(action: PebbleDone, now: float) -> tuple[Any, ...]:
+    failed = codec.dumps(list(action.failed_nodes)) if action.failed_nodes else None
+    return (str(action.outcome), failed, now, action.pebble_id)
+
+
+class Store(Queries):
+    """The state store of one workflow run, held by its head (see the module contract)."""
+
+    def __init__(self, conn: sqlite3.Connection, db: Path, lock: StateLock) -> None:
+        self._conn = conn
+        self._db = db
+        self._lock = lock
+        self._mutex = threading.Lock()
+        self._readers: list[StoreReader] = []
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._db
+
+    @classmethod
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        workflow: str,
+        fresh: bool = False,
+        synchronous: str = "NORMAL",
+        max_pages: int | None = None,
+        now: float | None = None,
+    ) -> Store:
+        """Lock ``state_dir`` and open (or create) its state database.
+
+        ``fresh`` moves an existing database aside to ``state.db.<time>.bak`` first;
+        print :meth:`describe` before asking for it. ``synchronous`` is ``NORMAL``
+        (default: a power loss may drop the last commits) or ``FULL``/``EXTRA``.
+        ``max_pages`` caps the database size in pages (tests of a full store).
+        Raises StoreLockedError, or StoreError for an unusable or newer database.
+        """
+        pragma = _SYNCHRONOUS.get(synchronous.upper())
+        if pragma is None:
+            raise StoreError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
+        now = time.time() if now is None else now
+        state_dir = Path(state_dir).absolute()
+        guard.make_dir(state_dir)
+        lock = StateLock.acquire(state_dir)
+        try:
+            db = _prepare(state_dir / DB_NAME, workflow=workflow, fresh=fresh, now=now)
+            conn = _connect(db, pragma, max_pages)
+            _upgrade(conn, db, workflow=workflow, now=now)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(conn, db, lock)
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the database, close, and release the folder lock."""
+        try:
+            for reader in self._readers:
+                reader.close()
+            self.checkpoint()
+        except StoreError:
+            pass  # the WAL keeps every commit; the next open recovers it
+        finally:
+            self._conn.close()
+            self._lock.release()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it."""
+        with guard.translated(self._db):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    @staticmethod
+    def describe(state_dir: Path) -> dict[str, int]:
+        """What the state folder holds, for ``--fresh`` to say what it discards.
+
+        ``{"pebbles", "unfinished_pebbles", "queued_jobs", "running_jobs"}``; all 0
+        when there is no database. Reads only; works while a head runs there.
+        """
+        db = Path(state_dir).absolute() / DB_NAME
+        if not db.exists():
+            return {"pebbles": 0, "unfinished_pebbles": 0, "queued_jobs": 0, "running_jobs": 0}
+        guard.check_file(db)
+        with StoreReader(db) as reader:
+            return reader.totals()
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """One write transaction: commits at the end of the block, rolls back on error."""
+        conn = self._conn
+        with guard.translated(self._db):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                batch = Batch(conn)
+                yield batch
+                batch.flush()
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    def reader(self) -> StoreReader:
+        """A new read-only connection for another thread; closed with the store."""
+        reader = StoreReader(self._db, busy_timeout_s=BUSY_TIMEOUT_S)
+        self._readers.append(reader)
+        return reader
+
+    def active_pebbles(self) -> Iterator[Resumed]:
+        """Every unfinished pebble with its node states, by id, a page at a time."""
+        after = 0
+        while True:
+            with guard.translated(self._db), snapshot(self._conn):
+                rows = self._conn.execute(ACTIVE_PEBBLES, (after, ACTIVE_PAGE)).fetchall()
+                if not rows:
+                    return
+                span = (rows[0][0], rows[-1][0])
+                nodes = self._conn.execute(ACTIVE_NODES, span).fetchall()
+            yield from _resumed(rows, nodes)
+            after = rows[-1][0]
+
+    def open_jobs(self) -> list[tuple[JobSpec, str]]:
+        """Jobs queued or running, with that state, best first (priority, then pebble)."""
+        rows = self._all(OPEN_JOBS)
+        return [(codec.job_spec(row[:-1]), row[-1]) for row in rows]
+
+    def next_pebble_id(self) -> int:
+        """One more than the highest pebble id stored (1 for an empty store)."""
+        return int(self._all(NEXT_PEBBLE_ID)[0][0])
+
+
+def _resumed(pebbles: list[Any], nodes: list[Any]) -> Iterator[Resumed]:
+    states: dict[int, dict[tuple[str, Branch], NodeState]] = {}
+    for pebble_id, rows in groupby(nodes, key=lambda r: r[0]):
+        states[pebble_id] = {(r[1], parse_branch(r[2])): codec.node_state(r[3:]) for r in rows}
+    for pebble_id, input_node, item in pebbles:
+        yield pebble_id, input_node, codec.loads(item), states.get(pebble_id, {})
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if SQLite has not already done so (it does after SQLITE_FULL)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the original error is the one worth raising
+
+
+def _prepare(db: Path, *, workflow: str, fresh: bool, now: float) -> Path:
+    """Move aside (``fresh``), check or create the database file; return its path."""
+    if fresh:
+        guard.move_aside(db, now)
+    if db.exists():
+        guard.check_file(db)
+    else:
+        _create(db, workflow=workflow, now=now)
+    return db
+
+
+def _create(db: Path, *, workflow: str, now: float) -> None:
+    """Build a new database beside ``db`` and rename it into place when complete."""
+    tmp = db.with_name(db.name + ".init")
+    for leftover in (tmp, guard.wal_path(tmp), tmp.with_name(tmp.name + "-shm")):
+        leftover.unlink(missing_ok=True)  # a creation cut short; never user data
+    with guard.translated(tmp):
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            schema.migrate(conn, tmp, workflow=workflow, now=now)
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        finally:
+            conn.close()
+    guard.publish(tmp, db)
+
+
+def _connect(db: Path, synchronous: str, max_pages: int | None) -> sqlite3.Connection:
+    """Open the head's connection in WAL mode with foreign keys on."""
+    with guard.translated(db):
+        conn = sqlite3.connect(
+            db, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+        )
+        try:
+            _configure(conn, db, synchronous, max_pages)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def _upgrade(conn: sqlite3.Connection, db: Path, *, workflow: str, now: float) -> None:
+    """Check the schema version and workflow, migrate; close ``conn`` if that fails."""
+    try:
+        with guard.translated(db):
+            schema.migrate(conn, db, workflow=workflow, now=now)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _configure(conn: sqlite3.Connection, db: Path, synchronous: str, max_pages: int | None) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(
+            f"state store {db}: the file system does not support SQLite's WAL mode "
+            f"(got {mode!r}); pick a folder on a local disk with --state"
+        )
+    conn.execute(synchronous)
+    conn.execute("PRAGMA foreign_keys = ON")
+    if max_pages is not None:
+        conn.execute("PRAGMA max_page_count = " + str(int(max_pages))).fetchall()
