@@ -1,0 +1,137 @@
+"""Ready-job selection and worker-slot accounting (DESIGN section 3, step 5).
+
+Among ready jobs of one worker class: highest priority first, then the job of the
+oldest pebble, then FIFO. A node's jobs wait while its ``max_parallel`` is reached or
+one of its ``restrictions`` does not hold; a retried job waits until its
+``not_before``. Waiting jobs are never dropped.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from itertools import count
+from typing import Any
+
+from cryoflow.engine.records import JobSpec
+from cryoflow.errors import ExprError
+from cryoflow.graph.model import Graph, WorkerClass
+
+StatusLookup = Callable[[str, str], Any]
+"""``(channel, param)`` → the latest status value, or None."""
+
+
+def base_name(node: str) -> str:
+    """``Handler@Wind`` (a global handler instance) → ``Handler``."""
+    return node.split("@", 1)[0]
+
+
+class Dispatcher:
+    """Holds queued jobs per worker class and node, and hands out the best ready one."""
+
+    def __init__(self, graph: Graph, status: StatusLookup | None = None) -> None:
+        self.graph = graph
+        self._status: StatusLookup = status or (lambda channel, param: None)
+        self._seq = count()
+        self._ready: dict[WorkerClass, dict[str, list[tuple[int, int, JobSpec]]]] = (
+            defaultdict(dict))
+        self._delayed: list[tuple[float, int, JobSpec]] = []
+        self._running: dict[str, str] = {}
+        self._running_per_node: dict[str, int] = defaultdict(int)
+        self._cancelled: set[str] = set()
+        self._queued = 0
+
+    def __len__(self) -> int:
+        """Jobs queued (ready or delayed), not running."""
+        return self._queued
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def add(self, job: JobSpec, now: float) -> None:
+        """Queue ``job``; it becomes ready at its ``not_before``."""
+        self._cancelled.discard(job.id)
+        self._queued += 1
+        if job.not_before > now:
+            heapq.heappush(self._delayed, (job.not_before, next(self._seq), job))
+        else:
+            self._push(job)
+
+    def cancel(self, job_id: str) -> None:
+        """Drop a queued job (lazily: it is skipped when it reaches the top)."""
+        self._cancelled.add(job_id)
+
+    def next_job(self, worker_class: WorkerClass, now: float) -> JobSpec | None:
+        """Pop the best ready job of ``worker_class`` and mark it running, or None."""
+        self._release_delayed(now)
+        queues = self._ready.get(worker_class)
+        while queues:
+            best = self._best_node(queues)
+            if best is None:
+                return None
+            _, _, job = heapq.heappop(queues[best])
+            if not queues[best]:
+                del queues[best]
+            self._queued -= 1
+            if job.id in self._cancelled:
+                self._cancelled.discard(job.id)
+                continue
+            self._running[job.id] = base_name(job.node)
+            self._running_per_node[base_name(job.node)] += 1
+            return job
+        return None
+
+    def finished(self, job_id: str) -> None:
+        """A running job ended (any outcome): free its node's parallel slot."""
+        node = self._running.pop(job_id, None)
+        if node is not None:
+            self._running_per_node[node] -= 1
+
+    def next_wakeup(self) -> float | None:
+        """When the earliest delayed job becomes ready."""
+        return self._delayed[0][0] if self._delayed else None
+
+    def waiting_reasons(self) -> Iterator[str]:
+        """Why queued jobs are held, for ``ccstatus`` and the log."""
+        for queues in self._ready.values():
+            for node in queues:
+                reason = self._blocked(node)
+                if reason:
+                    yield f"node '{node}': {reason}"
+
+    # ------------------------------------------------------------------ internals
+
+    def _push(self, job: JobSpec) -> None:
+        queues = self._ready[job.worker_class]
+        heapq.heappush(queues.setdefault(job.node, []), (job.pebble_id, next(self._seq), job))
+
+    def _release_delayed(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, job = heapq.heappop(self._delayed)
+            self._push(job)
+
+    def _best_node(self, queues: dict[str, list[tuple[int, int, JobSpec]]]) -> str | None:
+        best: tuple[int, int, int] | None = None
+        chosen = None
+        for node, heap in queues.items():
+            pebble, seq, job = heap[0]
+            key = (-job.priority, pebble, seq)
+            if (best is None or key < best) and not self._blocked(node):
+                best, chosen = key, node
+        return chosen
+
+    def _blocked(self, node: str) -> str | None:
+        spec = self.graph.nodes[base_name(node)]
+        if spec.max_parallel is not None:
+            if self._running_per_node[spec.name] >= spec.max_parallel:
+                return f"max_parallel {spec.max_parallel} reached"
+        for rule in spec.restrictions:
+            try:
+                held = rule.holds(self._status(rule.channel, rule.param))
+            except ExprError as exc:
+                return str(exc)
+            if not held:
+                return f"restriction {rule.text} does not hold"
+        return None

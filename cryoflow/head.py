@@ -1,0 +1,382 @@
+"""The head: one asyncio loop that owns the store, the engine and the dispatcher.
+
+Everything that happens (an item offered by an input, a job started, a status value,
+a job's result) is queued as a pending event. Once per loop tick the head applies all
+pending events to the engine and commits them, with the actions they cause, in one
+transaction (group commit); only then are items acknowledged and jobs dispatched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryoflow.dispatch import Dispatcher, base_name
+from cryoflow.engine.core import Engine
+from cryoflow.engine.records import (
+    Action,
+    CancelJob,
+    JobFinished,
+    JobLost,
+    JobSpec,
+    PebbleAdded,
+    PebbleCancelled,
+    PebbleDone,
+    PebbleOutcome,
+    QueueJob,
+)
+from cryoflow.errors import StoreError
+from cryoflow.graph.model import Graph, Outcome, WorkerClass
+from cryoflow.store import Store
+from cryoflow.tempdirs import remove_pebble_tempdirs
+from cryoflow.workers.base import Executor, JobResult, Task
+
+log = logging.getLogger("cryoflow.head")
+
+Listener = Callable[[str, Mapping[str, Any]], None]
+"""Receives ``(kind, data)`` for every state change (web view, metrics, display)."""
+
+
+@dataclass
+class _Offer:
+    input_node: str
+    item: Mapping[str, Any]
+    future: asyncio.Future[int]
+    idem_key: str | None = None
+    seen_key: str | None = None
+
+
+@dataclass
+class _Pending:
+    """Events gathered since the last tick."""
+
+    offers: list[_Offer] = field(default_factory=list)
+    started: list[tuple[str, str, str]] = field(default_factory=list)
+    results: list[tuple[str, JobResult]] = field(default_factory=list)
+    lost: list[tuple[str, str]] = field(default_factory=list)
+    cancels: list[tuple[int, str]] = field(default_factory=list)
+    status: list[tuple[str, str, Any]] = field(default_factory=list)
+    logs: list[tuple[float, str, int | None, str | None, str | None, str]] = field(
+        default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.offers or self.started or self.results or self.lost or self.cancels
+                    or self.status or self.logs)
+
+
+@dataclass
+class RunCounts:
+    """Pebbles finished by this head since it started."""
+
+    completed: int = 0
+    failed: int = 0
+    accepted: int = 0
+
+
+class Head:
+    """Runs one workflow graph: accepts items, applies events, dispatches jobs."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        store: Store,
+        executor: Executor,
+        options: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        module_paths: tuple[str, ...] = (),
+        poison_limit: int = 3,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.graph = graph
+        self.store = store
+        self.executor = executor
+        self.options = dict(options or {})
+        self.config = dict(config or {})
+        self.module_paths = module_paths
+        self.clock = clock
+        self.engine = Engine(graph, options=self.options, config=self.config,
+                             poison_limit=poison_limit)
+        self.status: dict[tuple[str, str], Any] = {}
+        self.dispatcher = Dispatcher(graph, lambda c, p: self.status.get((c, p)))
+        self.counts = RunCounts()
+        self.listeners: list[Listener] = []
+        self.host = socket.gethostname()
+        self._pending = _Pending()
+        self._tick_scheduled = False
+        self._jobs: dict[str, JobSpec] = {}
+        self._job_hosts: dict[str, tuple[str, str]] = {}
+        self._tempdir_bases: dict[int, set[str | None]] = {}
+        self._idle = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.accepting = True
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Resume what the store holds, then start the executor."""
+        self._loop = asyncio.get_running_loop()
+        self._resume()
+        await self.executor.start(self)
+        self._schedule_tick()
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Cancel nothing, stop the executor; queued jobs stay queued in the store."""
+        self.accepting = False
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.executor.stop(timeout_s)
+        if self._pending:
+            self._tick()
+
+    async def wait_idle(self) -> None:
+        """Return once no pebble is active and nothing is pending."""
+        while self.engine.active or self._pending or len(self.dispatcher):
+            self._idle.clear()
+            await self._idle.wait()
+
+    # ------------------------------------------------------------------ inputs
+
+    def offer(
+        self,
+        input_node: str,
+        item: Mapping[str, Any],
+        *,
+        idem_key: str | None = None,
+        seen_key: str | None = None,
+    ) -> asyncio.Future[int]:
+        """Accept an item; the future gives its pebble id once it is committed."""
+        assert self._loop is not None, "start() the head first"
+        future: asyncio.Future[int] = self._loop.create_future()
+        self._pending.offers.append(_Offer(input_node, item, future, idem_key, seen_key))
+        self._schedule_tick()
+        return future
+
+    def cancel_pebble(self, pebble_id: int, reason: str = "cancelled by a user") -> None:
+        self._pending.cancels.append((pebble_id, reason))
+        self._schedule_tick()
+
+    # ------------------------------------------------------------------ JobSink
+
+    def job_started(self, job_id: str, worker: str, host: str) -> None:
+        self._job_hosts[job_id] = (worker, host)
+        self._pending.started.append((job_id, worker, host))
+        self._schedule_tick()
+
+    def job_status(self, job_id: str, key: str, value: Any) -> None:
+        job = self._jobs.get(job_id)
+        channel = base_name(job.node) if job else job_id
+        self._pending.status.append((channel, key, value))
+        self._schedule_tick()
+
+    def job_log(self, job_id: str, level: str, message: str) -> None:
+        job = self._jobs.get(job_id)
+        pebble = job.pebble_id if job else None
+        node = job.node if job else None
+        self._pending.logs.append((self.clock(), level, pebble, job_id, node, message))
+        self._schedule_tick()
+
+    def job_finished(self, job_id: str, result: JobResult) -> None:
+        self._pending.results.append((job_id, result))
+        self._schedule_tick()
+
+    def job_lost(self, job_id: str, reason: str) -> None:
+        self._pending.lost.append((job_id, reason))
+        self._schedule_tick()
+
+    # ------------------------------------------------------------------ the tick
+
+    def _schedule_tick(self) -> None:
+        if not self._tick_scheduled and self._loop is not None:
+            self._tick_scheduled = True
+            self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._tick_scheduled = False
+        pending, self._pending = self._pending, _Pending()
+        now = self.clock()
+        try:
+            accepted, actions = self._commit(pending, now)
+        except StoreError as exc:
+            self._reject(pending, exc)
+            return
+        for offer, pebble_id in accepted:
+            if not offer.future.done():
+                offer.future.set_result(pebble_id)
+        self._carry_out(actions, now)
+        self._dispatch(now)
+        if not (self.engine.active or self._pending or len(self.dispatcher)):
+            self._idle.set()
+
+    def _commit(
+        self, pending: _Pending, now: float
+    ) -> tuple[list[tuple[_Offer, int]], list[Action]]:
+        accepted: list[tuple[_Offer, int]] = []
+        actions: list[Action] = []
+        with self.store.batch() as tx:
+            for offer in pending.offers:
+                pebble_id, created = tx.add_pebble(
+                    offer.input_node, offer.item, now=now, idem_key=offer.idem_key,
+                    seen_key=offer.seen_key)
+                if created:
+                    self.counts.accepted += 1
+                    actions += self.engine.handle(
+                        PebbleAdded(pebble_id, offer.input_node, offer.item), now)
+                accepted.append((offer, pebble_id))
+            for job_id, worker, host in pending.started:
+                tx.job_started(job_id, worker=worker, host=host, now=now)
+            for job_id, result in pending.results:
+                actions += self._result_event(tx, job_id, result, now)
+            for job_id, reason in pending.lost:
+                self.dispatcher.finished(job_id)
+                self._jobs.pop(job_id, None)
+                actions += self.engine.handle(JobLost(job_id, reason), now)
+            for pebble_id, reason in pending.cancels:
+                actions += self.engine.handle(PebbleCancelled(pebble_id, reason), now)
+            for channel, key, value in pending.status:
+                self.status[(channel, key)] = value
+                tx.set_status(channel, key, value, now=now)
+            if pending.logs:
+                tx.add_logs(pending.logs)
+            tx.apply(actions, now=now)
+        return accepted, actions
+
+    def _result_event(self, tx: Any, job_id: str, result: JobResult, now: float) -> list[Action]:
+        worker, host = self._job_hosts.pop(job_id, ("", self.host))
+        stats = {"worker": worker, "node": host, **result.stats}
+        tx.job_finished(job_id, outcome=result.outcome.value, retval=result.retval,
+                        error=result.error, stats=stats, now=now)
+        self.dispatcher.finished(job_id)
+        self._jobs.pop(job_id, None)
+        event = JobFinished(job_id, result.outcome, result.retval, result.error, stats)
+        return self.engine.handle(event, now)
+
+    def _reject(self, pending: _Pending, exc: StoreError) -> None:
+        """The store refused the batch: refuse the items, rebuild state, retry the rest."""
+        log.error("state store refused a commit: %s", exc)
+        for offer in pending.offers:
+            if not offer.future.done():
+                offer.future.set_exception(exc)
+        pending.offers = []
+        self.engine = Engine(self.graph, options=self.options, config=self.config,
+                             poison_limit=self.engine.poison_limit)
+        for pebble_id, input_node, item, states in self.store.active_pebbles():
+            self.engine.restore(pebble_id, input_node, item, states)
+        self._pending = pending
+        assert self._loop is not None
+        self._loop.call_later(0.5, self._schedule_tick)
+
+    # ------------------------------------------------------------------ actions
+
+    def _carry_out(self, actions: list[Action], now: float) -> None:
+        for action in actions:
+            if isinstance(action, QueueJob):
+                self._queue(action.job, now)
+            elif isinstance(action, CancelJob):
+                self.dispatcher.cancel(action.job_id)
+                if action.job_id in self._jobs:
+                    self.executor.cancel(action.job_id)
+            elif isinstance(action, PebbleDone):
+                self._pebble_done(action)
+        for listener in self.listeners:
+            for action in actions:
+                listener(type(action).__name__, {"action": action})
+
+    def _queue(self, job: JobSpec, now: float) -> None:
+        self.dispatcher.add(job, now)
+        bases = self._tempdir_bases.setdefault(job.pebble_id, set())
+        bases.update(f.get("base") for f in job.files.values() if f.get("type") == "tempdir")
+
+    def _pebble_done(self, done: PebbleDone) -> None:
+        if done.outcome is PebbleOutcome.COMPLETED:
+            self.counts.completed += 1
+        else:
+            self.counts.failed += 1
+            log.warning("pebble %d failed at %s", done.pebble_id, ", ".join(done.failed_nodes))
+        bases = self._tempdir_bases.pop(done.pebble_id, set())
+        if bases:
+            remove_pebble_tempdirs(self.graph.name, done.pebble_id, bases)
+
+    def _dispatch(self, now: float) -> None:
+        free = dict(self.executor.free_slots())
+        for worker_class, slots in free.items():
+            for _ in range(slots):
+                job = self.dispatcher.next_job(worker_class, now)
+                if job is None:
+                    break
+                self._jobs[job.id] = job
+                self.executor.submit(self.task_for(job))
+        self._arm_timer(now)
+
+    def _arm_timer(self, now: float) -> None:
+        wake = self.dispatcher.next_wakeup()
+        if wake is None or self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(max(0.0, wake - now), self._schedule_tick)
+
+    def task_for(self, job: JobSpec) -> Task:
+        """The self-contained task a worker runs for ``job``."""
+        node = self.graph.nodes[base_name(job.node)]
+        return Task(
+            id=job.id, pebble_id=job.pebble_id, node=job.node, module=node.module,
+            module_ref=node.module_ref, args=job.args, worker_class=job.worker_class,
+            files=job.files, loop=node.loop, post=job.post, timeout_s=job.timeout_s,
+            workdir=job.workdir, workflow=self.graph.name, ccnode=job.ccnode,
+            docker=node.docker, image=node.image, volumes=node.volumes, extra=node.extra,
+            module_paths=self.module_paths,
+        )
+
+    # ------------------------------------------------------------------ resume
+
+    def _resume(self) -> None:
+        """Load unfinished pebbles and open jobs; retry jobs that were running."""
+        now = self.clock()
+        replay: list[tuple[int, str, dict[str, Any]]] = []
+        for pebble_id, input_node, item, states in self.store.active_pebbles():
+            if states:
+                self.engine.restore(pebble_id, input_node, item, states)
+            else:
+                replay.append((pebble_id, input_node, item))
+        actions: list[Action] = []
+        for pebble_id, input_node, item in replay:
+            actions += self.engine.handle(PebbleAdded(pebble_id, input_node, item), now)
+        for job, state in self.store.open_jobs():
+            if state == "running":
+                actions += self.engine.handle(
+                    JobLost(job.id, "the head restarted while the job was running"), now)
+            elif self.engine.is_current(job.id):
+                self._queue(job, now)
+        with self.store.batch() as tx:
+            tx.apply(actions, now=now)
+        self._carry_out(actions, now)
+
+
+def needs_classes(graph: Graph) -> set[WorkerClass]:
+    """The worker classes a graph's non-input nodes need."""
+    return {n.needs for n in graph if not n.is_input}
+
+
+def missing_classes(graph: Graph, capacity: Mapping[WorkerClass, int]) -> list[str]:
+    """Sentences for each worker class the graph needs that no worker has."""
+    problems = []
+    for worker_class in sorted(needs_classes(graph)):
+        if capacity.get(worker_class, 0) <= 0:
+            nodes = [n.name for n in graph if n.needs is worker_class and not n.is_input]
+            hint = "--gpus N" if worker_class is WorkerClass.GPU else f"--{worker_class}-workers N"
+            if worker_class is WorkerClass.NORMAL:
+                hint = "--workers N"
+            problems.append(
+                f"nodes {', '.join(nodes)} need {worker_class.value} workers but none are "
+                f"configured; start some with {hint}")
+    return problems
+
+
+__all__ = ["Head", "Outcome", "missing_classes"]

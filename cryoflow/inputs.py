@@ -1,0 +1,141 @@
+"""Input modules on the head: each runs ``start(handler, args, stop_event)`` in a thread.
+
+``handler.onAdd(item)`` blocks the input's thread until the pebble is committed to the
+store and returns its id, so an input acknowledges an item (marks a file seen, replies
+202) only once nothing can lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from cryoflow.engine.args import Scope, resolve_arg
+from cryoflow.errors import ArgumentError, CryoflowError, InputError
+from cryoflow.graph.model import Graph, Node
+from cryoflow.graph.modules import load_module
+from cryoflow.head import Head
+
+log = logging.getLogger("cryoflow.inputs")
+
+
+class InputHandler:
+    """What an input module calls; one per input node."""
+
+    def __init__(self, head: Head, node: Node, loop: asyncio.AbstractEventLoop) -> None:
+        self.head = head
+        self.node = node
+        self._loop = loop
+        self._reader: Any = None
+
+    def onAdd(  # noqa: N802 - the module API's name
+        self,
+        item: Mapping[str, Any],
+        *,
+        idem_key: str | None = None,
+        seen_key: str | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Commit ``item`` as a pebble and return its id (blocks until committed)."""
+        if not isinstance(item, Mapping):
+            raise InputError(
+                f"input node '{self.node.name}' offered {type(item).__name__}; "
+                "an item must be a dict")
+        return self.submit(item, idem_key=idem_key, seen_key=seen_key).result(timeout_s)
+
+    def submit(
+        self, item: Mapping[str, Any], *, idem_key: str | None = None,
+        seen_key: str | None = None,
+    ) -> Future[int]:
+        """Offer ``item`` without waiting; the future resolves once committed."""
+
+        async def offer() -> int:
+            return await self.head.offer(self.node.name, dict(item), idem_key=idem_key,
+                                         seen_key=seen_key)
+
+        return asyncio.run_coroutine_threadsafe(offer(), self._loop)
+
+    def has_seen(self, key: str) -> bool:
+        """Was an item with this seen key committed before (files across restarts)?"""
+        if self._reader is None:
+            self._reader = self.head.store.reader()
+        return self._reader.has_seen(key)
+
+
+@dataclass
+class _Running:
+    node: Node
+    thread: threading.Thread
+    singlerun: bool
+    error: BaseException | None = None
+
+
+class InputRunner:
+    """Starts every input node's module in its own thread and stops them together."""
+
+    def __init__(self, head: Head, graph: Graph, options: Mapping[str, Any],
+                 config: Mapping[str, Any]) -> None:
+        self.head = head
+        self.graph = graph
+        self.options = dict(options)
+        self.config = dict(config)
+        self.stop_event = threading.Event()
+        self._running: list[_Running] = []
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        for node in self.graph.input_nodes:
+            module = load_module(node.module_ref or node.module)
+            args = self.args_for(node)
+            handler = InputHandler(self.head, node, loop)
+            singlerun = getattr(module, "ccmodule", {}).get("input_type") == "singlerun"
+            running = _Running(node, threading.Thread(), singlerun)
+            running.thread = threading.Thread(
+                target=self._run, args=(running, module, handler, args),
+                name=f"input-{node.name}", daemon=True)
+            self._running.append(running)
+            running.thread.start()
+
+    def args_for(self, node: Node) -> dict[str, Any]:
+        """An input node's args: the workflow options, then its own resolved args."""
+        scope = Scope(node, (), lambda name: None, self.head.engine.options, self.config)
+        args: dict[str, Any] = dict(self.head.engine.options)
+        for name, spec in node.args.items():
+            try:
+                args[name] = resolve_arg(scope, name, spec)
+            except ArgumentError as exc:
+                raise InputError(str(exc)) from exc
+        return args
+
+    def _run(self, running: _Running, module: Any, handler: InputHandler,
+             args: dict[str, Any]) -> None:
+        try:
+            module.start(handler, args, self.stop_event)
+        except CryoflowError as exc:
+            running.error = exc
+            log.error("input node '%s' stopped: %s", running.node.name, exc)
+        except Exception as exc:  # an input module's own bug must not kill the head
+            running.error = exc
+            log.exception("input node '%s' failed", running.node.name)
+
+    @property
+    def all_singlerun(self) -> bool:
+        return all(r.singlerun for r in self._running)
+
+    @property
+    def finished(self) -> bool:
+        """Every input thread has returned."""
+        return all(not r.thread.is_alive() for r in self._running)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"input node '{r.node.name}': {r.error}" for r in self._running if r.error]
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.stop_event.set()
+        for running in self._running:
+            running.thread.join(timeout_s)

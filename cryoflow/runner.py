@@ -1,0 +1,181 @@
+"""``ccworkflow GRAPH``: open the state folder, start workers and inputs, run, report.
+
+Exit codes: 0 every pebble completed, 1 some pebble failed, 2 invalid input (graph,
+options, state folder), 130 after Ctrl-C (running jobs cancelled, state saved).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryoflow.errors import CryoflowError
+from cryoflow.graph.model import Graph
+from cryoflow.head import Head, missing_classes
+from cryoflow.inputs import InputRunner
+from cryoflow.report import write_report
+from cryoflow.settings import RunSettings
+from cryoflow.store import Store
+from cryoflow.workers.base import Executor
+
+log = logging.getLogger("cryoflow")
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def default_state_dir(graph: Graph) -> Path:
+    """``./.cryoflow/<workflow-name>/`` with the name made safe for a folder."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", graph.name).strip("-.") or "workflow"
+    return Path(".cryoflow") / slug
+
+
+def detect_gpus() -> int:
+    """GPUs this machine has: from CUDA_VISIBLE_DEVICES, else ``nvidia-smi -L``."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return 0
+    try:
+        listing = subprocess.run([tool, "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
+
+
+def build_executor(settings: RunSettings) -> Executor:
+    """The executor named by ``--executor`` (local processes by default)."""
+    if settings.executor == "local":
+        from cryoflow.workers.local import LocalExecutor
+
+        gpus = settings.gpus if settings.gpus is not None else detect_gpus()
+        return LocalExecutor(
+            workers=settings.workers, admin_workers=settings.admin_workers, gpus=gpus,
+            max_jobs_per_worker=settings.max_jobs_per_worker,
+            max_worker_memory_mb=settings.max_worker_memory_mb,
+            kill_grace_s=settings.kill_grace_s,
+        )
+    raise CryoflowError(
+        f"executor '{settings.executor}' is not available here; use --executor local")
+
+
+def run_workflow(graph: Graph, options: Mapping[str, Any], settings: RunSettings) -> int:
+    """Run ``graph`` until its inputs are done (singlerun) or it is stopped."""
+    _setup_logging(settings.loglevel)
+    try:
+        return asyncio.run(_run(graph, dict(options), settings))
+    except CryoflowError as exc:
+        print(f"ccworkflow: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+async def _run(graph: Graph, options: dict[str, Any], settings: RunSettings) -> int:
+    state_dir = settings.state_dir or default_state_dir(graph)
+    if settings.fresh:
+        _say_what_fresh_discards(state_dir)
+    store = Store.open(state_dir, workflow=graph.name, fresh=settings.fresh)
+    try:
+        return await _run_with_store(graph, options, settings, store)
+    finally:
+        store.close()
+
+
+async def _run_with_store(
+    graph: Graph, options: dict[str, Any], settings: RunSettings, store: Store
+) -> int:
+    executor = build_executor(settings)
+    problems = missing_classes(graph, executor.capacity())
+    if problems:
+        raise CryoflowError("; ".join(problems))
+    head = Head(graph, store=store, executor=executor, options=options,
+                config=settings.config, module_paths=tuple(map(str, settings.module_paths)),
+                poison_limit=settings.poison_limit)
+    run = _Run(head, InputRunner(head, graph, options, settings.config))
+    await run.execute()
+    if settings.report_path is not None:
+        write_report(store, graph, settings.report_path)
+    return run.exit_code()
+
+
+class _Run:
+    """One run of the head: inputs, the wait, signals and shutdown."""
+
+    def __init__(self, head: Head, inputs: InputRunner) -> None:
+        self.head = head
+        self.inputs = inputs
+        self.signal: int | None = None
+        self._stop = asyncio.Event()
+
+    async def execute(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.head.start()
+        self._install_signals(loop)
+        try:
+            self.inputs.start(loop)
+            await self._wait()
+        finally:
+            self.inputs.stop()
+            await self.head.stop(timeout_s=10.0)
+            self._remove_signals(loop)
+
+    async def _wait(self) -> None:
+        while not self._stop.is_set():
+            if self.inputs.all_singlerun and self.inputs.finished:
+                idle = asyncio.ensure_future(self.head.wait_idle())
+                stop = asyncio.ensure_future(self._stop.wait())
+                await asyncio.wait({idle, stop}, return_when=asyncio.FIRST_COMPLETED)
+                idle.cancel()
+                stop.cancel()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.1)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self.signal is not None:
+            log.warning("second signal: exiting at once")
+            os._exit(EXIT_INTERRUPTED)
+        self.signal = signum
+        log.info("stopping: running jobs are cancelled, queued work stays in the store")
+        self._stop.set()
+
+    def exit_code(self) -> int:
+        if self.signal == signal.SIGINT:
+            return EXIT_INTERRUPTED
+        if self.inputs.errors:
+            for error in self.inputs.errors:
+                print(f"ccworkflow: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_FAILED if self.head.counts.failed else EXIT_OK
+
+
+def _say_what_fresh_discards(state_dir: Path) -> None:
+    if not (state_dir / "state.db").exists():
+        return
+    counts = Store.describe(state_dir)
+    print(f"ccworkflow: --fresh: setting aside {state_dir}/state.db "
+          f"({json.dumps(counts)}); it is kept as a .bak file", file=sys.stderr)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,116 @@
+"""The head with a real store and the inline executor: group commit, dispatch, resume."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from enginekit import graph, node
+
+from cryoflow.graph.model import Graph, Node
+from cryoflow.head import Head, missing_classes
+from cryoflow.store import Store
+from cryoflow.workers.inline import InlineExecutor
+
+ECHO = str(Path(__file__).parent / "data" / "head_modules" / "echo.py")
+
+
+def echo(name: str, parents: tuple[str, ...], **keys: Any) -> Node:
+    return node(name, parents, module="echo", module_ref=ECHO, **keys)
+
+
+def chain() -> Graph:
+    return graph(node("In", module="cmdline"),
+                 echo("A", ("In",), args={"x": {"output": "In.n"}}),
+                 echo("B", ("A",), args={"x": {"output": "parent.x"}}))
+
+
+async def _run(g: Graph, state: Path, items: list[dict[str, Any]]) -> tuple[Head, list[int]]:
+    store = Store.open(state, workflow=g.name)
+    head = Head(g, store=store, executor=InlineExecutor())
+    await head.start()
+    ids = [await head.offer("In", item) for item in items]
+    await asyncio.wait_for(head.wait_idle(), 20)
+    await head.stop()
+    return head, ids
+
+
+def test_pebbles_run_through_a_chain_and_are_stored(tmp_path: Path) -> None:
+    head, ids = asyncio.run(_run(chain(), tmp_path, [{"n": 1}, {"n": 2}]))
+    pebble = head.store.pebble(ids[1])
+    assert pebble is not None and pebble["outcome"] == "completed"
+    assert pebble["nodes"]["B"][""]["output"] == {"x": 2}
+    assert head.counts.completed == 2
+    head.store.close()
+
+
+def test_a_module_error_is_kept_in_the_job_record(tmp_path: Path) -> None:
+    g = graph(node("In", module="cmdline"), echo("A", ("In",), args={"fail": True, "x": 7}))
+    head, ids = asyncio.run(_run(g, tmp_path, [{}]))
+    pebble = head.store.pebble(ids[0])
+    assert pebble is not None and pebble["outcome"] == "failed"
+    assert "asked to fail on 7" in pebble["nodes"]["A"][""]["error"]
+    job = head.store.jobs(pebble_id=ids[0])[0]
+    assert "RuntimeError" in (job["error"] or "")
+    head.store.close()
+
+
+def test_status_values_and_log_lines_reach_the_store(tmp_path: Path) -> None:
+    head, ids = asyncio.run(_run(chain(), tmp_path, [{"n": 5}]))
+    assert head.store.status_values("A")["A"]["progress"] == 50
+    assert any("echo 5" in line["message"] for line in head.store.logs(pebble_id=ids[0]))
+    head.store.close()
+
+
+def test_an_idempotency_key_returns_the_same_pebble(tmp_path: Path) -> None:
+    async def go() -> tuple[int, int]:
+        store = Store.open(tmp_path, workflow="t")
+        head = Head(chain(), store=store, executor=InlineExecutor())
+        await head.start()
+        first = await head.offer("In", {"n": 1}, idem_key="k1")
+        second = await head.offer("In", {"n": 1}, idem_key="k1")
+        await head.wait_idle()
+        await head.stop()
+        store.close()
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert first == second
+
+
+def test_a_restarted_head_continues_unfinished_pebbles(tmp_path: Path) -> None:
+    async def accept_only() -> int:
+        store = Store.open(tmp_path, workflow="t")
+        head = Head(chain(), store=store, executor=InlineExecutor(slots={}))
+        await head.start()
+        pebble_id = await head.offer("In", {"n": 3})
+        await head.stop()
+        store.close()
+        return pebble_id
+
+    pebble_id = asyncio.run(accept_only())
+
+    async def resume() -> dict[str, Any]:
+        store = Store.open(tmp_path, workflow="t")
+        head = Head(chain(), store=store, executor=InlineExecutor())
+        await head.start()
+        await asyncio.wait_for(head.wait_idle(), 20)
+        await head.stop()
+        result = store.pebble(pebble_id)
+        store.close()
+        assert result is not None
+        return result
+
+    assert resume_outcome(asyncio.run(resume())) == "completed"
+
+
+def resume_outcome(pebble: dict[str, Any]) -> str:
+    return str(pebble["outcome"])
+
+
+def test_a_graph_needing_a_missing_worker_class_is_refused() -> None:
+    g = graph(node("In", module="cmdline"), echo("A", ("In",), gpu=True))
+    problems = missing_classes(g, InlineExecutor().capacity())
+    assert problems == ["nodes A need gpu workers but none are configured; "
+                        "start some with --gpus N"]
