@@ -31,6 +31,7 @@ from cryoflow.engine.records import (
     QueueJob,
 )
 from cryoflow.errors import StoreError
+from cryoflow.failpoints import Failpoints
 from cryoflow.graph.model import Graph, Outcome, WorkerClass
 from cryoflow.store import Store
 from cryoflow.tempdirs import remove_pebble_tempdirs
@@ -92,6 +93,7 @@ class Head:
         module_paths: tuple[str, ...] = (),
         poison_limit: int = 3,
         clock: Callable[[], float] = time.time,
+        failpoints: Failpoints | None = None,
     ) -> None:
         self.graph = graph
         self.store = store
@@ -100,6 +102,7 @@ class Head:
         self.config = dict(config or {})
         self.module_paths = module_paths
         self.clock = clock
+        self.failpoints = failpoints or Failpoints()
         self.engine = Engine(graph, options=self.options, config=self.config,
                              poison_limit=poison_limit)
         self.status: dict[tuple[str, str], Any] = {}
@@ -201,11 +204,15 @@ class Head:
         self._tick_scheduled = False
         pending, self._pending = self._pending, _Pending()
         now = self.clock()
+        if pending.results:
+            self.failpoints.hit("head_report_received_before_commit")
         try:
             accepted, actions = self._commit(pending, now)
         except StoreError as exc:
             self._reject(pending, exc)
             return
+        if accepted:
+            self.failpoints.hit("post_committed_before_ack")
         for offer, pebble_id in accepted:
             if not offer.future.done():
                 offer.future.set_result(pebble_id)

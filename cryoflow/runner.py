@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryoflow.errors import CryoflowError
+from cryoflow.failpoints import Failpoints
 from cryoflow.graph.model import Graph
 from cryoflow.head import Head, missing_classes
 from cryoflow.inputs import InputRunner
@@ -101,7 +102,8 @@ async def _run_with_store(
         raise CryoflowError("; ".join(problems))
     head = Head(graph, store=store, executor=executor, options=options,
                 config=settings.config, module_paths=tuple(map(str, settings.module_paths)),
-                poison_limit=settings.poison_limit)
+                poison_limit=settings.poison_limit,
+                failpoints=Failpoints.from_env(os.environ))
     run = _Run(head, InputRunner(head, graph, options, settings.config))
     await run.execute()
     if settings.report_path is not None:
