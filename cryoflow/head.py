@@ -106,6 +106,8 @@ class Head:
         self.engine = Engine(graph, options=self.options, config=self.config,
                              poison_limit=poison_limit)
         self.status: dict[tuple[str, str], Any] = {}
+        self.progress: dict[str, Any] = {}
+        """Latest ``progress`` status of each running job."""
         self.dispatcher = Dispatcher(graph, lambda c, p: self.status.get((c, p)))
         self.counts = RunCounts()
         self.listeners: list[Listener] = []
@@ -175,6 +177,8 @@ class Head:
     def job_status(self, job_id: str, key: str, value: Any) -> None:
         job = self._jobs.get(job_id)
         channel = base_name(job.node) if job else job_id
+        if key == "progress":
+            self.progress[job_id] = value
         self._pending.status.append((channel, key, value))
         self._schedule_tick()
 
@@ -261,6 +265,7 @@ class Head:
                         error=result.error, stats=stats, now=now)
         self.dispatcher.finished(job_id)
         self._jobs.pop(job_id, None)
+        self.progress.pop(job_id, None)
         event = JobFinished(job_id, result.outcome, result.retval, result.error, stats)
         return self.engine.handle(event, now)
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cryoflow.display import show_progress
 from cryoflow.errors import CryoflowError
 from cryoflow.failpoints import Failpoints
 from cryoflow.graph.model import Graph
@@ -105,7 +106,14 @@ async def _run_with_store(
                 poison_limit=settings.poison_limit,
                 failpoints=Failpoints.from_env(os.environ))
     run = _Run(head, InputRunner(head, graph, options, settings.config))
-    await run.execute()
+    live = settings.live if settings.live is not None else sys.stdout.isatty()
+    display = asyncio.ensure_future(show_progress(head, live=live))
+    try:
+        await run.execute()
+    finally:
+        display.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await display
     if settings.report_path is not None:
         write_report(store, graph, settings.report_path)
     return run.exit_code()
