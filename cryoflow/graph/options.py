@@ -1,0 +1,270 @@
+"""Workflow options: from the graph's ``options`` to ``--name VALUE`` flags and typed values.
+
+SEMANTICS section 7: types ``bool`` (a flag), ``int``, ``float``, ``str``, ``list``
+(comma-separated), ``json`` (a JSON text or a path to a JSON file) and ``file`` (must
+exist). Without ``type`` the type of the default is used, else ``str``. Dashes and
+underscores in a name are the same option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cryoflow.errors import OptionError
+from cryoflow.graph.model import Graph, OptionSpec
+
+OPTION_TYPES = ("bool", "int", "float", "str", "list", "json", "file")
+
+RESERVED_FLAGS = frozenset(
+    {
+        "help",
+        "h",
+        "version",
+        "validate",
+        "explain",
+        "schema",
+        "dot",
+        "state",
+        "fresh",
+        "modules",
+        "workers",
+        "admin-workers",
+        "gpus",
+        "config",
+        "report",
+        "loglevel",
+        "lenient",
+        "http",
+        "no-http",
+        "executor",
+        "scheduler",
+        "kubernetes",
+        "nocache",
+    }
+)
+"""``ccworkflow``'s own flags (dashed spelling); a workflow option may not reuse one."""
+
+_DEST_PREFIX = "cryoflow_option:"
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0", ""})
+
+
+def canonical(name: str) -> str:
+    """The spelling used to compare option names: underscores become dashes."""
+    return name.replace("_", "-")
+
+
+def infer_type(raw: Mapping[str, Any]) -> str:
+    """The option's type: ``type`` if given, else the type of its default, else str."""
+    given = raw.get("type")
+    if isinstance(given, str):
+        return given
+    default = raw.get("default")
+    for python_type, name in (
+        (bool, "bool"),
+        (int, "int"),
+        (float, "float"),
+        (list, "list"),
+        (dict, "json"),
+    ):
+        if isinstance(default, python_type):
+            return name
+    return "str"
+
+
+def build_option(name: str, raw: Mapping[str, Any]) -> tuple[OptionSpec, list[str]]:
+    """Make an :class:`OptionSpec` from the graph's text; also return its problems."""
+    kind = infer_type(raw)
+    default = raw.get("default")
+    problems: list[str] = []
+    if default is not None and kind in OPTION_TYPES:
+        try:
+            default = convert_default(kind, default)
+        except OptionError as e:
+            problems.append(f"option {name!r}: default {default!r} is not valid: {e}")
+    spec = OptionSpec(
+        name=name,
+        type=kind,
+        default=default,
+        help=str(raw.get("help", "")),
+        required=bool(raw.get("required", False)),
+    )
+    return spec, problems
+
+
+def convert_default(kind: str, value: Any) -> Any:
+    """Turn a default written in the graph into the option's type."""
+    if kind == "json" or not isinstance(value, str):
+        if kind in ("int", "float") and isinstance(value, bool):
+            raise OptionError(f"expected {kind}, got a boolean")
+        if kind == "float" and isinstance(value, int):
+            return float(value)
+        return value
+    if kind == "file":
+        return value
+    return convert(kind, value)
+
+
+def convert(kind: str, text: str) -> Any:
+    """Turn a command-line string into a value of the option type ``kind``."""
+    converter = _CONVERTERS.get(kind)
+    if converter is None:
+        raise OptionError(f"unknown option type {kind!r}; use one of {', '.join(OPTION_TYPES)}")
+    return converter(text)
+
+
+def _to_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise OptionError(f"{text!r} is not a boolean (use true or false)")
+
+
+def _to_number(kind: type[int] | type[float]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise OptionError(
+                f"{text!r} is not a{'n' if kind is int else ''} {kind.__name__}"
+            ) from None
+
+    return parse
+
+
+def _to_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _to_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as first:
+        path = Path(text)
+        if not path.is_file():
+            raise OptionError(f"{text[:60]!r} is neither JSON ({first}) nor a JSON file") from None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OptionError(f"JSON file {text} cannot be read: {e}") from None
+
+
+def _to_file(text: str) -> str:
+    if not Path(text).exists():
+        raise OptionError(f"file {text!r} does not exist")
+    return text
+
+
+_CONVERTERS: Mapping[str, Callable[[str], Any]] = {
+    "bool": _to_bool,
+    "int": _to_number(int),
+    "float": _to_number(float),
+    "str": str,
+    "list": _to_list,
+    "json": _to_json,
+    "file": _to_file,
+}
+
+
+def option_problems(options: Mapping[str, OptionSpec]) -> list[str]:
+    """Names that clash with ``ccworkflow`` flags or with each other."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for name, spec in options.items():
+        flags = [canonical(name)] + ([f"no-{canonical(name)}"] if spec.type == "bool" else [])
+        for flag in flags:
+            if flag in RESERVED_FLAGS:
+                problems.append(
+                    f"option {name!r} clashes with ccworkflow's own flag --{flag}; rename it"
+                )
+            elif flag in seen:
+                problems.append(
+                    f"option {name!r} clashes with option {seen[flag]!r} (--{flag}); "
+                    "dashes and underscores are the same; rename one"
+                )
+            seen.setdefault(flag, name)
+    return problems
+
+
+def _dest(name: str) -> str:
+    return _DEST_PREFIX + name
+
+
+def _help_text(spec: OptionSpec) -> str:
+    text = spec.help.rstrip(".") if spec.help else "workflow option"
+    if spec.required:
+        return f"{text} ({spec.type}, required)"
+    if spec.default is None:
+        return f"{text} ({spec.type})"
+    return f"{text} ({spec.type}, default: {json.dumps(spec.default, default=str)})"
+
+
+def add_option_flags(parser: argparse.ArgumentParser, graph: Graph) -> None:
+    """Add one flag per workflow option to ``parser``, in an "options" group."""
+    if not graph.options:
+        return
+    group = parser.add_argument_group(f"options of workflow {graph.name!r}")
+    for name, spec in graph.options.items():
+        flags = [f"--{name}"]
+        if canonical(name) != name:
+            flags.append(f"--{canonical(name)}")
+        elif "-" in name:
+            flags.append(f"--{name.replace('-', '_')}")
+        if spec.type == "bool":
+            group.add_argument(
+                *flags,
+                dest=_dest(name),
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=_help_text(spec),
+            )
+        else:
+            group.add_argument(
+                *flags,
+                dest=_dest(name),
+                default=None,
+                metavar=spec.type.upper(),
+                help=_help_text(spec),
+            )
+
+
+def option_values(graph: Graph, namespace: argparse.Namespace) -> dict[str, Any]:
+    """Typed values of every option: the command line, else the default, else None.
+
+    Keys are the names as written in the graph; a name with dashes or underscores is
+    also given in the other spelling. Raises :class:`OptionError` for a bad value or a
+    missing required option.
+    """
+    values: dict[str, Any] = {}
+    for name, spec in graph.options.items():
+        given = getattr(namespace, _dest(name), None)
+        value = _value_of(spec, given)
+        values[name] = value
+        for alias in (canonical(name), name.replace("-", "_")):
+            values.setdefault(alias, value)
+    return values
+
+
+def _value_of(spec: OptionSpec, given: Any) -> Any:
+    if given is None:
+        if spec.required:
+            raise OptionError(f"option --{spec.name} is required: {spec.help or 'give a value'}")
+        if spec.type == "file" and spec.default is not None:
+            return _checked(spec, str(spec.default))
+        return spec.default
+    if isinstance(given, bool):
+        return given
+    return _checked(spec, given)
+
+
+def _checked(spec: OptionSpec, text: str) -> Any:
+    try:
+        return convert(spec.type, text)
+    except OptionError as e:
+        raise OptionError(f"option --{spec.name}: {e}") from None

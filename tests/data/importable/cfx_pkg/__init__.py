@@ -1,0 +1,1 @@
+"""Test fixture: an importable package holding cryoflow modules."""

@@ -1,0 +1,3 @@
+"""Test fixture: a module with a syntax error."""
+
+ccmodule = {"description": "broken"
