@@ -121,6 +121,8 @@ class Head:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.accepting = True
+        self.paused = False
+        """While paused, queued jobs stay queued (inputs are still accepted)."""
 
     # ------------------------------------------------------------------ life cycle
 
@@ -315,7 +317,14 @@ class Head:
         if bases:
             remove_pebble_tempdirs(self.graph.name, done.pebble_id, bases)
 
+    def pause(self, paused: bool = True) -> None:
+        """Hold (or release) dispatching of queued jobs."""
+        self.paused = paused
+        self._schedule_tick()
+
     def _dispatch(self, now: float) -> None:
+        if self.paused:
+            return
         free = dict(self.executor.free_slots())
         for worker_class, slots in free.items():
             for _ in range(slots):
