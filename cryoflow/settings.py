@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryoflow.graph.model import EMPTY
+from cryoflow.graph.model import empty_map
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,7 +23,7 @@ class RunSettings:
     admin_workers: int = 1
     gpus: int | None = None
     """GPU workers; default: as many as detected."""
-    config: Mapping[str, Any] = field(default=EMPTY)
+    config: Mapping[str, Any] = field(default_factory=empty_map)
     report_path: Path | None = None
     loglevel: str = "INFO"
     http: str | None = "127.0.0.1:0"
