@@ -79,7 +79,7 @@ def compound(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     )
 
 
-expressions = st.recursive(atoms | comparisons(atoms), compound, max_leaves=10)
+expressions = st.recursive(atoms | comparisons(atoms), compound, max_leaves=8)
 
 EXPR_TOKENS = [
     *(str(ref) for ref in REFS),
@@ -113,13 +113,13 @@ def parse_or_none(text: str) -> Expr | None:
         return None
 
 
-@fast(1000)
+@fast(800)
 @given(st.text(max_size=60))
 def test_arbitrary_text_parses_or_raises_an_expression_error(text: str) -> None:
     parse_or_none(text)
 
 
-@fast(600)
+@fast(400)
 @given(token_soup, lookup_tables)
 def test_token_soup_parses_and_evaluates_or_raises_an_expression_error(
     text: str, table: Mapping[Ref, Any]
@@ -129,7 +129,7 @@ def test_token_soup_parses_and_evaluates_or_raises_an_expression_error(
         evaluate_safely(expr, table)
 
 
-@fast(500)
+@fast(300)
 @given(expressions, lookup_tables)
 def test_grammar_built_expressions_parse_and_evaluate_to_a_bool_or_an_error(
     text: str, table: Mapping[Ref, Any]
@@ -139,13 +139,13 @@ def test_grammar_built_expressions_parse_and_evaluate_to_a_bool_or_an_error(
     evaluate_safely(expr, table)
 
 
-@fast(300)
+@fast(200)
 @given(st.text(max_size=20))
 def test_quoted_strings_read_back_as_the_same_text(text: str) -> None:
     assert parse_expr(f"option:x == {quote(text)}").evaluate(lambda ref: text)
 
 
-@fast(500)
+@fast(400)
 @given(st.text(max_size=30), st.text(max_size=30), json_values)
 def test_restrictions_parse_and_hold_or_raise_an_expression_error(
     key: str, condition: str, current: Any
@@ -157,7 +157,7 @@ def test_restrictions_parse_and_hold_or_raise_an_expression_error(
     evaluate_restriction(restriction.holds, current)
 
 
-@fast(500)
+@fast(400)
 @given(
     st.sampled_from(["", " "]),
     st.sampled_from(["<", "<=", ">", ">=", "==", "!=", "=", ""]),
@@ -191,7 +191,7 @@ def parse_flow_or_none(text: str) -> FlowPlan | None:
         return None
 
 
-@fast(1000)
+@fast(800)
 @given(st.text(max_size=40))
 def test_arbitrary_text_parses_as_a_flow_or_raises_a_graph_error(text: str) -> None:
     plan = parse_flow_or_none(text)
@@ -202,7 +202,7 @@ def test_arbitrary_text_parses_as_a_flow_or_raises_a_graph_error(text: str) -> N
 FLOW_TOKENS = ["a", "b", "c", "d", "e", "f", "g", ";", "||", "|", "(", ")", " ", "&", "1"]
 
 
-@fast(600)
+@fast(500)
 @given(st.lists(st.sampled_from(FLOW_TOKENS), max_size=16).map("".join))
 def test_flow_token_soup_parses_or_raises_a_graph_error(text: str) -> None:
     plan = parse_flow_or_none(text)
@@ -227,7 +227,7 @@ def number_names(shape: str) -> str:
     return re.sub("@", lambda _: f"n{next(counter)}", shape)
 
 
-@fast(500)
+@fast(300)
 @given(flow_shapes.map(number_names))
 def test_grammar_built_flows_parse_and_read_back_from_their_grouping(text: str) -> None:
     check_plan(parse_flow(text))
