@@ -39,6 +39,9 @@ from cryoflow.workers.base import Executor, JobResult, Task
 
 log = logging.getLogger("cryoflow.head")
 
+LAZY_TICK_S = 0.05
+"""How long job starts, status values and log lines may wait for the next commit."""
+
 Listener = Callable[[str, Mapping[str, Any]], None]
 """Receives ``(kind, data)`` for every state change (web view, metrics, display)."""
 
@@ -120,6 +123,7 @@ class Head:
         self._idle = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._lazy: asyncio.TimerHandle | None = None
         self.accepting = True
         self.paused = False
         """While paused, queued jobs stay queued (inputs are still accepted)."""
@@ -174,7 +178,7 @@ class Head:
     def job_started(self, job_id: str, worker: str, host: str) -> None:
         self._job_hosts[job_id] = (worker, host)
         self._pending.started.append((job_id, worker, host))
-        self._schedule_tick()
+        self._schedule_lazy_tick()
 
     def job_status(self, job_id: str, key: str, value: Any) -> None:
         job = self._jobs.get(job_id)
@@ -182,14 +186,14 @@ class Head:
         if key == "progress":
             self.progress[job_id] = value
         self._pending.status.append((channel, key, value))
-        self._schedule_tick()
+        self._schedule_lazy_tick()
 
     def job_log(self, job_id: str, level: str, message: str) -> None:
         job = self._jobs.get(job_id)
         pebble = job.pebble_id if job else None
         node = job.node if job else None
         self._pending.logs.append((self.clock(), level, pebble, job_id, node, message))
-        self._schedule_tick()
+        self._schedule_lazy_tick()
 
     def job_finished(self, job_id: str, result: JobResult) -> None:
         self._pending.results.append((job_id, result))
@@ -206,8 +210,16 @@ class Head:
             self._tick_scheduled = True
             self._loop.call_soon(self._tick)
 
+    def _schedule_lazy_tick(self) -> None:
+        """Progress reports ride on the next tick, at most ``LAZY_TICK_S`` from now."""
+        if not self._tick_scheduled and self._lazy is None and self._loop is not None:
+            self._lazy = self._loop.call_later(LAZY_TICK_S, self._schedule_tick)
+
     def _tick(self) -> None:
         self._tick_scheduled = False
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
         pending, self._pending = self._pending, _Pending()
         now = self.clock()
         if pending.results:
