@@ -1,0 +1,188 @@
+"""Preparing a job's arguments before it runs, and its ``post`` uploads afterwards.
+
+``Task.files`` says which arguments name files or folders (SEMANTICS section 5):
+
+- ``{"type": "dir"}``: the folder (or each folder of a list) is created.
+- ``{"type": "tempdir", "id": ID}``: the value becomes the deterministic folder
+  ``<base>/cryoflow-<workflow>-<pebble_id>-<ID>``, created when missing, where
+  ``<base>`` is ``spec["base"]``, else the argument's resolved value, else the worker's
+  temp folder; every argument with the same id in a pebble gets the same folder.
+- ``{"type": "file", "unzip": bool}``: local paths and ``file://`` URLs are used in
+  place; with ``unzip`` the archive is extracted next to itself (``x.tar.gz`` into
+  ``x/``) and the value becomes the list of top-level entries. Other URL schemes need
+  the staging layer and fail with a :class:`StagingError` for now.
+
+``post`` entries copy ``retval[output]`` into a local folder (or ``file://`` URL)
+through a temporary name and a rename; other targets fail with a StagingError for now.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from cryoflow.errors import StagingError
+from cryoflow.staging.extract import TAR_SUFFIXES, ZIP_SUFFIXES, extract_archive
+from cryoflow.workers.base import Task
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def truthy(value: Any) -> bool:
+    """CryoCloud flags arrive as booleans or as the strings ``"true"``/``"false"``."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1", "on")
+    return bool(value)
+
+
+def prepare_args(task: Task) -> dict[str, Any]:
+    """Return the args ``process_task`` sees, with every ``task.files`` entry prepared.
+
+    Raises :class:`StagingError` when a file cannot be made local or unpacked.
+    """
+    args = dict(task.args)
+    for name, spec in task.files.items():
+        kind = spec.get("type")
+        if kind == "dir":
+            _make_dirs(args.get(name))
+        elif kind == "tempdir":
+            args[name] = str(tempdir_path(task, name, spec, args.get(name)))
+        elif kind == "file" and args.get(name) is not None:
+            args[name] = _stage_files(name, args[name], spec)
+    return args
+
+
+def tempdir_path(task: Task, name: str, spec: Mapping[str, Any], value: Any = None) -> Path:
+    """The pebble's folder for tempdir ``spec["id"]``, created (owned by us) if missing."""
+    base = Path(
+        spec.get("base")
+        or (value if isinstance(value, str) and value else None)
+        or tempfile.gettempdir()
+    )
+    ident = spec.get("id") or f"{task.node}.{name}"
+    label = "-".join(_safe_name(str(part)) for part in (task.workflow, task.pebble_id, ident))
+    path = base / f"cryoflow-{label}"
+    path.mkdir(parents=True, exist_ok=True)
+    info = path.lstat()
+    if path.is_symlink() or not path.is_dir() or info.st_uid != os.geteuid():
+        raise StagingError(f"tempdir {path} exists but is not a folder owned by this user")
+    return path
+
+
+def _safe_name(text: str) -> str:
+    cleaned = _UNSAFE_NAME.sub("_", text).strip(".")
+    return cleaned or "_"
+
+
+def _make_dirs(value: Any) -> None:
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str) and item:
+            Path(local_path(item, "dir")).mkdir(parents=True, exist_ok=True)
+
+
+def _stage_files(name: str, value: Any, spec: Mapping[str, Any]) -> Any:
+    items = value if isinstance(value, list) else [value]
+    paths = [_existing_local_file(name, str(item)) for item in items]
+    if not truthy(spec.get("unzip")):
+        return [str(p) for p in paths] if isinstance(value, list) else str(paths[0])
+    return [str(entry) for path in paths for entry in unpack_next_to(path)]
+
+
+def local_path(value: str, what: str = "file") -> str:
+    """A plain path or ``file://`` URL as a local path; other URLs are not local yet."""
+    if "://" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        return unquote(parts.path)
+    raise StagingError(
+        f"fetching {parts.scheme}:// URLs needs the staging layer, which cannot handle "
+        f"this {what} yet: {_without_credentials(value)}"
+    )
+
+
+def _existing_local_file(name: str, value: str) -> Path:
+    path = Path(local_path(value))
+    if not path.exists():
+        raise StagingError(f"input file {path} of argument {name!r} does not exist here")
+    return path
+
+
+def unpack_next_to(archive: Path) -> list[Path]:
+    """Extract ``archive`` into a folder beside it named after it without the suffix."""
+    lower = archive.name.lower()
+    suffix = next((s for s in TAR_SUFFIXES + ZIP_SUFFIXES if lower.endswith(s)), None)
+    folder = archive.name[: -len(suffix)] if suffix else f"{archive.name}.unpacked"
+    return extract_archive(archive, archive.with_name(folder or "unpacked"))
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    return parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+
+
+def post_outputs(retval: Any, posts: Sequence[Mapping[str, Any]]) -> Any:
+    """Copy each ``post`` output to its target; return retval with the new path(s).
+
+    Raises :class:`StagingError` for a missing output key, a missing source file, or a
+    target that is not local.
+    """
+    if not posts:
+        return retval
+    result = dict(retval or {})
+    for post in posts:
+        key = post["output"]
+        if result.get(key) is None:
+            raise StagingError(f"post: the job returned no output {key!r} to upload")
+        result[key] = _post_one(
+            result[key], str(post["target"]), truthy(post.get("basename", True))
+        )
+    return result
+
+
+def _post_one(value: Any, target: str, basename: bool) -> Any:
+    folder = Path(local_path(target, "post target"))
+    if isinstance(value, list):
+        if not basename and len(value) > 1:
+            raise StagingError(f"post to {target} with basename false needs a single file")
+        return [_post_one(item, target, basename) for item in value]
+    source = Path(local_path(str(value)))
+    if not source.exists():
+        raise StagingError(f"post: output file {source} does not exist")
+    dest = folder / source.name if basename else folder
+    copy_atomic(source, dest)
+    return str(dest)
+
+
+def copy_atomic(source: Path, dest: Path) -> None:
+    """Copy a file or folder to ``dest`` through a temporary name, then rename it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.part-", dir=dest.parent))
+    try:
+        staged = temp / "data"
+        if source.is_dir():
+            shutil.copytree(source, staged, symlinks=True)
+        else:
+            shutil.copy2(source, staged)
+        _replace(staged, dest)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _replace(staged: Path, dest: Path) -> None:
+    if dest.is_dir() and not dest.is_symlink():
+        trash = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.rename(dest, trash)
+        os.rename(staged, dest)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staged, dest)

@@ -1,0 +1,458 @@
+"""Long-lived local worker processes, driven from the head's asyncio loop.
+
+:class:`LocalExecutor` keeps ``normal``, ``admin`` and ``gpu`` worker processes
+(:mod:`cryoflow.workers.process`), each a fresh interpreter started with
+``subprocess`` (fork and exec: the head is never forked into a running copy, and unlike
+``multiprocessing``'s spawn the head's ``__main__`` is not run again in every worker) in
+its own session, talking JSON over a socket pair. Each runs one job at a time and
+imports a module once. The head watches every worker's pipe and process with
+``loop.add_reader`` (a pidfd on Linux), so there are no threads in the head and every
+sink call happens on the loop thread.
+
+Lifecycle of a job: ``submit`` sends the task to an idle worker; its ``finished``
+message frees the slot and reaches the sink. A ``timeout_s`` deadline sends a cancel;
+``kill_grace_s`` later the worker's process group gets SIGTERM, then SIGKILL, the job
+ends ``timeout`` ("timeout after 2s") and a fresh worker takes the slot. ``cancel``
+does the same with the grace it is given and ends the job ``cancel``. A worker that
+dies mid-job reports ``job_lost`` and is replaced. Workers are recycled between jobs
+after ``max_jobs_per_worker`` jobs or above ``max_worker_memory_mb`` of RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from cryoflow.errors import WorkerError
+from cryoflow.graph.model import Outcome, WorkerClass
+from cryoflow.workers import process as worker_process
+from cryoflow.workers.base import JobResult, JobSink, Task
+
+log = logging.getLogger(__name__)
+
+TERM_TO_KILL_S = 0.25
+"""Between SIGTERM and SIGKILL when a worker's process group is killed."""
+READY_TIMEOUT_S = 60.0
+MAX_BOOT_FAILURES = 3
+"""A slot whose fresh worker dies this many times in a row before saying ready is given up."""
+
+
+@dataclass
+class _Slot:
+    """A place for one worker process; it keeps its name and GPU across replacements."""
+
+    worker_class: WorkerClass
+    name: str
+    env: dict[str, str]
+    boot_failures: int = 0
+
+
+@dataclass(eq=False)
+class _Worker:
+    """The head's view of one worker process."""
+
+    slot: _Slot
+    process: subprocess.Popen[bytes]
+    conn: Connection
+    exit_fd: int | None
+    """A pidfd, readable once the process ended; None where pidfds do not exist."""
+    ready: asyncio.Future[None] | None = None
+    is_ready: bool = False
+    job: Task | None = None
+    job_started: float = 0.0
+    jobs_done: int = 0
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    timed_out: bool = False
+    retiring: bool = False
+    exited: bool = False
+    host: str = ""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class LocalExecutor:
+    """Runs jobs in local worker processes per worker class (see the module docstring).
+
+    ``workers`` defaults to ``os.cpu_count()``; each of the ``gpus`` workers gets its own
+    ``CUDA_VISIBLE_DEVICES``; ``env`` is added to every worker's environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        admin_workers: int = 1,
+        gpus: int = 0,
+        max_jobs_per_worker: int = 0,
+        max_worker_memory_mb: int = 0,
+        kill_grace_s: float = 2.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._counts = {
+            WorkerClass.NORMAL: os.cpu_count() or 1 if workers is None else workers,
+            WorkerClass.ADMIN: admin_workers,
+            WorkerClass.GPU: gpus,
+        }
+        self._max_jobs = max_jobs_per_worker
+        self._max_rss = max_worker_memory_mb * 2**20
+        self._grace_s = kill_grace_s
+        self._env = dict(env or {})
+        self._idle: dict[WorkerClass, list[_Worker]] = {c: [] for c in WorkerClass}
+        self._workers: set[_Worker] = set()
+        self._by_job: dict[str, _Worker] = {}
+        self._sink: JobSink = _NullSink()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._all_exited = asyncio.Event()
+        self._psutil: dict[int, Any] = {}
+
+    # Executor interface
+
+    async def start(self, sink: JobSink) -> None:
+        """Start every worker and wait until each has said it is ready.
+
+        Raises :class:`WorkerError` (after stopping the others) when one dies first.
+        """
+        self._sink, self._loop = sink, asyncio.get_running_loop()
+        for worker_class, count in self._counts.items():
+            for index in range(count):
+                env = (
+                    {"CUDA_VISIBLE_DEVICES": str(index)} if worker_class is WorkerClass.GPU else {}
+                )
+                slot = _Slot(worker_class, f"{worker_class.value}-{index}", env)
+                self._spawn(slot).ready = self._loop.create_future()
+        waiters = [w.ready for w in self._workers if w.ready is not None]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waiters), READY_TIMEOUT_S)
+        except (WorkerError, TimeoutError) as exc:
+            for waiter in waiters:
+                if waiter.done() and not waiter.cancelled():
+                    waiter.exception()  # retrieved: no "never retrieved" noise
+            await self.stop(1.0)
+            raise WorkerError(f"local workers did not start: {exc}") from exc
+
+    def free_slots(self) -> Mapping[WorkerClass, int]:
+        return {c: len(idle) for c, idle in self._idle.items()}
+
+    def capacity(self) -> Mapping[WorkerClass, int]:
+        return dict(self._counts)
+
+    def submit(self, task: Task) -> None:
+        """Hand ``task`` to an idle worker of its class; ValueError if there is none."""
+        if task.id in self._by_job:
+            raise ValueError(f"job {task.id} is already running")
+        try:
+            worker = self._idle[task.worker_class].pop()
+        except IndexError:
+            raise ValueError(f"no idle {task.worker_class} worker for job {task.id}") from None
+        worker.job, worker.job_started, worker.timed_out = task, time.time(), False
+        self._by_job[task.id] = worker
+        if task.timeout_s is not None:
+            self._later(worker, task.timeout_s, self._on_deadline, worker, task.id)
+        self._send(worker, worker_process.encode_task(task))
+
+    def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
+        """Ask the job to stop; kill its worker if it still runs ``grace_s`` later."""
+        worker = self._by_job.get(job_id)
+        if worker is None or worker.retiring:
+            return
+        self._send(worker, worker_process.encode({"op": "cancel", "job_id": job_id}))
+        error = f"cancelled; the job was killed after a grace of {grace_s:g}s"
+        self._later(worker, grace_s, self._kill_job, worker, job_id, Outcome.CANCEL, error)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Close every pipe, wait up to ``timeout_s`` for the workers to exit, then kill.
+
+        Jobs still running are reported lost. No worker process outlives this call.
+        """
+        self._stopping = True
+        for worker in list(self._workers):
+            self._cancel_timers(worker)
+            self._close_pipe(worker)
+        await self._wait_exited(timeout_s)
+        for worker in list(self._workers):
+            _killpg(worker.pid, signal.SIGTERM)
+        await self._wait_exited(TERM_TO_KILL_S)
+        for worker in list(self._workers):
+            _killpg(worker.pid, signal.SIGKILL)
+        await self._wait_exited(5.0)
+        for worker in list(self._workers):
+            self._on_exit(worker)  # blocks only if a SIGKILLed process was not reaped yet
+
+    # Worker processes
+
+    def _spawn(self, slot: _Slot) -> _Worker:
+        parent_sock, child_sock = socket.socketpair()
+        with child_sock:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cryoflow.workers.process",
+                    str(child_sock.fileno()),
+                    slot.name,
+                    str(os.getpid()),
+                ],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(child_sock.fileno(),),
+                start_new_session=True,
+                env=self._worker_env(slot),
+            )
+        worker = _Worker(slot, process, Connection(parent_sock.detach()), _pidfd(process.pid))
+        assert self._loop is not None
+        self._loop.add_reader(worker.conn.fileno(), self._on_readable, worker)
+        if worker.exit_fd is not None:
+            self._loop.add_reader(worker.exit_fd, self._on_exit, worker)
+        self._workers.add(worker)
+        self._idle[slot.worker_class].append(worker)
+        return worker
+
+    def _worker_env(self, slot: _Slot) -> dict[str, str]:
+        env = {**os.environ, **self._env, **slot.env}
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        return env
+
+    def _on_readable(self, worker: _Worker) -> None:
+        try:
+            message = json.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            self._close_pipe(worker)
+            if worker.exit_fd is None:
+                self._on_exit(worker)
+            return
+        self._dispatch(worker, message)
+
+    def _dispatch(self, worker: _Worker, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "batch":
+            for item in message["messages"]:
+                self._dispatch(worker, item)
+        elif op == "ready":
+            self._on_ready(worker)
+        elif worker.job is None or message.get("job_id") != worker.job.id:
+            return  # a late message of a job already ended (killed or timed out)
+        elif op == "started":
+            worker.host = message.get("host", "")
+            self._sink.job_started(worker.job.id, message["worker"], worker.host)
+        elif op == "status":
+            self._sink.job_status(worker.job.id, message["key"], message["value"])
+        elif op == "log":
+            self._sink.job_log(worker.job.id, message["level"], message["message"])
+        elif op == "finished":
+            self._on_finished(worker, message)
+
+    def _on_ready(self, worker: _Worker) -> None:
+        worker.is_ready = True
+        worker.slot.boot_failures = 0
+        if worker.ready is not None and not worker.ready.done():
+            worker.ready.set_result(None)
+
+    def _on_finished(self, worker: _Worker, message: dict[str, Any]) -> None:
+        task = self._end_job(worker)
+        outcome, error = Outcome(message["outcome"]), message.get("error")
+        if worker.timed_out:
+            outcome, error = Outcome.TIMEOUT, _timeout_error(task)
+        worker.jobs_done += 1
+        if self._should_recycle(worker):
+            self._retire(worker)
+            self._spawn(worker.slot)
+        else:
+            self._idle[worker.slot.worker_class].append(worker)
+        result = JobResult(outcome, message.get("retval"), error, message.get("stats") or {})
+        self._sink.job_finished(task.id, result)
+
+    def _end_job(self, worker: _Worker) -> Task:
+        task = worker.job
+        assert task is not None
+        worker.job = None
+        self._by_job.pop(task.id, None)
+        self._cancel_timers(worker)
+        return task
+
+    def _should_recycle(self, worker: _Worker) -> bool:
+        if self._max_jobs and worker.jobs_done >= self._max_jobs:
+            return True
+        return bool(self._max_rss) and _rss(worker.pid, self._psutil) > self._max_rss
+
+    def _on_deadline(self, worker: _Worker, job_id: str) -> None:
+        if worker.job is None or worker.job.id != job_id:
+            return
+        worker.timed_out = True
+        self._send(worker, worker_process.encode({"op": "cancel", "job_id": job_id}))
+        error = _timeout_error(worker.job)
+        self._later(worker, self._grace_s, self._kill_job, worker, job_id, Outcome.TIMEOUT, error)
+
+    def _kill_job(self, worker: _Worker, job_id: str, outcome: Outcome, error: str) -> None:
+        """The job ignored its cancel: kill its worker's group and give the slot a new one."""
+        if worker.job is None or worker.job.id != job_id or worker.retiring:
+            return
+        task = self._end_job(worker)
+        self._retire(worker, kill=True)
+        if not self._stopping:
+            self._spawn(worker.slot)
+        now = time.time()
+        stats = {
+            "started": worker.job_started,
+            "finished": now,
+            "runtime": now - worker.job_started,
+            "worker": worker.slot.name,
+        }
+        self._sink.job_finished(task.id, JobResult(outcome, None, error, stats))
+
+    def _retire(self, worker: _Worker, *, kill: bool = False) -> None:
+        """Take a worker out of service; it exits on its own, or is killed."""
+        worker.retiring = True
+        idle = self._idle[worker.slot.worker_class]
+        if worker in idle:
+            idle.remove(worker)
+        if kill:
+            _killpg(worker.pid, signal.SIGTERM)
+            assert self._loop is not None
+            self._loop.call_later(TERM_TO_KILL_S, _killpg, worker.pid, signal.SIGKILL)
+        else:
+            self._close_pipe(worker)
+
+    def _on_exit(self, worker: _Worker) -> None:
+        """The process ended: read what it still sent, reap it, replace it if needed."""
+        if worker.exited:
+            return
+        self._drain(worker)
+        self._close_pipe(worker)
+        assert self._loop is not None
+        if worker.exit_fd is not None:
+            self._loop.remove_reader(worker.exit_fd)
+            os.close(worker.exit_fd)
+        worker.process.wait()
+        how = _describe_exit(worker)
+        worker.exited = True
+        self._workers.discard(worker)
+        self._psutil.pop(worker.pid, None)
+        if not self._workers:
+            self._all_exited.set()
+        self._after_exit(worker, how)
+
+    def _after_exit(self, worker: _Worker, how: str) -> None:
+        idle = self._idle[worker.slot.worker_class]
+        if worker in idle:
+            idle.remove(worker)
+        if worker.ready is not None and not worker.ready.done():
+            worker.ready.set_exception(WorkerError(f"worker {worker.slot.name} {how}"))
+        if worker.job is not None:
+            task = self._end_job(worker)
+            reason = f"worker {how}"
+            if self._stopping:
+                reason = f"the executor stopped while the job ran ({reason})"
+            self._sink.job_lost(task.id, reason)
+        if worker.retiring or self._stopping:
+            return
+        if not worker.is_ready:
+            worker.slot.boot_failures += 1
+        if worker.slot.boot_failures >= MAX_BOOT_FAILURES:
+            log.error("worker %s keeps dying at start (%s); slot given up", worker.slot.name, how)
+            return
+        self._spawn(worker.slot)
+
+    def _drain(self, worker: _Worker) -> None:
+        """Dispatch messages still buffered in a dead worker's pipe."""
+        try:
+            while not worker.conn.closed and worker.conn.poll():
+                self._dispatch(worker, json.loads(worker.conn.recv_bytes()))
+        except (EOFError, OSError):
+            pass
+
+    def _close_pipe(self, worker: _Worker) -> None:
+        if worker.conn.closed:
+            return
+        assert self._loop is not None
+        self._loop.remove_reader(worker.conn.fileno())
+        worker.conn.close()
+
+    async def _wait_exited(self, timeout_s: float) -> None:
+        if self._workers:
+            self._all_exited.clear()
+            try:
+                await asyncio.wait_for(self._all_exited.wait(), timeout_s)
+            except TimeoutError:
+                pass
+
+    # Helpers
+
+    def _send(self, worker: _Worker, data: bytes) -> None:
+        try:
+            worker.conn.send_bytes(data)
+        except (OSError, ValueError):
+            pass  # the worker is gone; _on_exit reports its job lost
+
+    def _later(self, worker: _Worker, delay: float, callback: Any, *args: Any) -> None:
+        assert self._loop is not None
+        worker.timers.append(self._loop.call_later(delay, callback, *args))
+
+    def _cancel_timers(self, worker: _Worker) -> None:
+        for timer in worker.timers:
+            timer.cancel()
+        worker.timers.clear()
+
+
+class _NullSink:
+    """Stands in for the sink before ``start``."""
+
+    def job_started(self, job_id: str, worker: str, host: str) -> None: ...
+
+    def job_status(self, job_id: str, key: str, value: Any) -> None: ...
+
+    def job_log(self, job_id: str, level: str, message: str) -> None: ...
+
+    def job_finished(self, job_id: str, result: JobResult) -> None: ...
+
+    def job_lost(self, job_id: str, reason: str) -> None: ...
+
+
+def _pidfd(pid: int) -> int | None:
+    """A file descriptor readable once ``pid`` exits, where the system has pidfds."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _describe_exit(worker: _Worker) -> str:
+    code = worker.process.returncode
+    if code is not None and code < 0:
+        return f"pid {worker.pid} died with signal {-code}"
+    return f"pid {worker.pid} exited with code {code}"
+
+
+def _timeout_error(task: Task) -> str:
+    return f"timeout after {task.timeout_s:g}s"
+
+
+def _rss(pid: int, cache: dict[int, Any]) -> int:
+    import psutil
+
+    try:
+        process = cache.get(pid) or cache.setdefault(pid, psutil.Process(pid))
+        return int(process.memory_info().rss)
+    except psutil.Error:
+        return 0

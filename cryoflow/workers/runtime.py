@@ -1,0 +1,270 @@
+"""The job runtime: how one :class:`Task` becomes one :class:`JobResult`, on any worker.
+
+Every executor calls :func:`run_task` inside the process that runs the job. It loads
+the module (once per process), prepares file arguments (:mod:`.args`), changes into
+``task.workdir``, calls ``process_task(worker, task[, cancel_event])`` (once, or once
+per item with ``loop``), normalizes what came back (SEMANTICS section 8), runs ``post``
+copies after a success, and measures the job. It never raises for a job's failure.
+
+Return normalization: ``(100, retval)``, a bare dict and ``None`` are ``success``;
+``(p, retval)`` with another progress is ``error`` ("module returned progress 42
+(expected 100)"); an exception is ``error`` with ``"<ExcType>: <msg>"`` and the
+traceback in ``stats["traceback"]``; a job whose ``cancel_event`` was set ends
+``cancel`` however it returned (its exception message, if any, is kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import os
+import resource
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cryoflow.errors import ModuleLoadError
+from cryoflow.graph.model import Outcome
+from cryoflow.workers.args import post_outputs, prepare_args
+from cryoflow.workers.base import JobResult, Task
+from cryoflow.workers.handle import WorkerHandle
+
+BUILTIN_MODULES = Path(__file__).resolve().parents[2] / "modules"
+"""The repository's ``modules/`` folder of built-in modules."""
+
+_Normalized = tuple[Outcome, Any, str | None]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A loaded module's ``process_task`` and what the runtime needs to know about it."""
+
+    call: Callable[..., Any]
+    takes_cancel: bool
+    outputs: tuple[str, ...]
+
+
+def run_task(task: Task, worker: WorkerHandle, cancel_event: threading.Event) -> JobResult:
+    """Run one job to completion in this process and describe how it went.
+
+    ``worker`` is bound to the job while it runs. Never raises for a failing job; a
+    ``KeyboardInterrupt`` still propagates.
+    """
+    meter = _Meter()
+    worker.bind(task.id, task.pebble_id)
+    traceback_text: str | None = None
+    try:
+        outcome, retval, error = _run(task, worker, cancel_event)
+    except (Exception, SystemExit) as exc:
+        outcome, retval, error = Outcome.ERROR, None, _describe(exc)
+        traceback_text = traceback.format_exc()
+    finally:
+        worker.bind(None)
+    if cancel_event.is_set():
+        outcome = Outcome.CANCEL
+    stats = meter.stats(worker)
+    if traceback_text:
+        stats["traceback"] = traceback_text
+    return JobResult(outcome=outcome, retval=retval, error=error, stats=stats)
+
+
+def _run(task: Task, worker: WorkerHandle, cancel_event: threading.Event) -> _Normalized:
+    entry = _entry_for(task)
+    args = prepare_args(task)
+
+    def call(item_args: Mapping[str, Any]) -> _Normalized:
+        task_dict = {
+            "args": dict(item_args),
+            "id": task.id,
+            "pebble_id": task.pebble_id,
+            "node": task.node,
+            "module": task.module,
+        }
+        if entry.takes_cancel:
+            return normalize(entry.call(worker, task_dict, cancel_event))
+        return normalize(entry.call(worker, task_dict))
+
+    with _working_dir(task.workdir):
+        if task.loop:
+            outcome, retval, error = run_loop(call, args, task.loop, cancel_event, entry.outputs)
+        else:
+            outcome, retval, error = call(args)
+    if outcome is Outcome.SUCCESS and task.post and not cancel_event.is_set():
+        retval = post_outputs(retval, task.post)
+    return outcome, retval, error
+
+
+def normalize(value: Any) -> _Normalized:
+    """Map what ``process_task`` returned to ``(outcome, retval, error)``."""
+    if value is None or isinstance(value, dict):
+        return Outcome.SUCCESS, value, None
+    if isinstance(value, tuple) and len(value) == 2:
+        progress, retval = value
+        if progress == 100:
+            return Outcome.SUCCESS, retval, None
+        return Outcome.ERROR, retval, f"module returned progress {progress} (expected 100)"
+    return (
+        Outcome.ERROR,
+        None,
+        f"module returned {type(value).__name__} (expected (progress, retval) or a dict)",
+    )
+
+
+def run_loop(
+    call: Callable[[Mapping[str, Any]], _Normalized],
+    args: Mapping[str, Any],
+    key: str,
+    cancel_event: threading.Event,
+    declared: tuple[str, ...] = (),
+) -> _Normalized:
+    """Call once per item of ``args[key]``, in order; outputs become ordered lists.
+
+    Cancel is checked before each item; the first item that does not succeed ends the
+    loop with its outcome. A key one item did not return is ``None`` at its index.
+    """
+    items = args.get(key)
+    if not isinstance(items, list):
+        return Outcome.ERROR, None, f"loop argument {key!r} must be a list, not {items!r}"
+    results: list[Mapping[str, Any]] = []
+    for index, item in enumerate(items):
+        if cancel_event.is_set():
+            return Outcome.CANCEL, None, f"cancelled before loop item {index}"
+        outcome, retval, error = call({**args, key: item})
+        if outcome is not Outcome.SUCCESS:
+            return outcome, retval, f"loop item {index}: {error}"
+        results.append(retval if isinstance(retval, Mapping) else {})
+    keys = dict.fromkeys([*declared, *(k for r in results for k in r)])
+    return Outcome.SUCCESS, {k: [r.get(k) for r in results] for k in keys}, None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _working_dir(path: str | None) -> Iterator[None]:
+    if not path:
+        yield
+        return
+    previous = os.getcwd()
+    Path(path).mkdir(parents=True, exist_ok=True)
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+class _Meter:
+    """Wall time, CPU time (this process and its children) and peak memory of a job."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.t0 = time.perf_counter()
+        self.cpu0 = _cpu_seconds()
+
+    def stats(self, worker: WorkerHandle) -> dict[str, Any]:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        return {
+            "runtime": time.perf_counter() - self.t0,
+            "cpu_time": _cpu_seconds() - self.cpu0,
+            "max_memory": max(own, children) * 1024,
+            "started": self.started,
+            "finished": time.time(),
+            "worker": worker.name,
+            "node": worker.host,
+        }
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+# Module loading: a small private loader, cached per process.
+
+_entries: dict[tuple[str, str | None, tuple[str, ...]], _Entry] = {}
+_modules: dict[str, ModuleType] = {}
+
+
+def _entry_for(task: Task) -> _Entry:
+    key = (task.module, task.module_ref, task.module_paths)
+    entry = _entries.get(key)
+    if entry is None:
+        ref = task.module_ref or find_module(task.module, task.module_paths)
+        entry = _entries[key] = _make_entry(task.module, _load_module(ref))
+    return entry
+
+
+def find_module(name: str, paths: tuple[str, ...] = ()) -> str:
+    """The file for ``name`` in ``paths`` or the built-in modules, else ``name`` itself."""
+    for folder in (*paths, str(BUILTIN_MODULES)):
+        candidate = Path(folder) / f"{name}.py"
+        if candidate.is_file():
+            return str(candidate.resolve())
+    return name
+
+
+def _make_entry(name: str, module: ModuleType) -> _Entry:
+    call = getattr(module, "process_task", None)
+    if not callable(call):
+        raise ModuleLoadError(f"module {name!r} ({module.__name__}) has no process_task function")
+    declared = getattr(module, "ccmodule", None)
+    outputs = declared.get("outputs") if isinstance(declared, dict) else None
+    return _Entry(call, _takes_cancel(call), tuple(outputs) if isinstance(outputs, dict) else ())
+
+
+def _takes_cancel(call: Callable[..., Any]) -> bool:
+    """True when ``call`` accepts a third positional argument (``cancel_event``)."""
+    try:
+        params = inspect.signature(call).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    count = sum(1 for p in params if p.kind in positional)
+    return count >= 3 or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+
+
+def _load_module(ref: str) -> ModuleType:
+    """Import a module file path or a dotted name, once per process."""
+    module = _modules.get(ref)
+    if module is None:
+        try:
+            module = (
+                _import_file(Path(ref)) if ref.endswith(".py") else importlib.import_module(ref)
+            )
+        except ModuleLoadError:
+            raise
+        except Exception as exc:
+            raise ModuleLoadError(f"cannot import module {ref!r}: {_describe(exc)}") from exc
+        _modules[ref] = module
+    return module
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"cryoflow_module_{path.stem}_{abs(hash(str(path))):x}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModuleLoadError(f"cannot import module file {path}")
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)  # CryoCloud modules import their sibling modules
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
