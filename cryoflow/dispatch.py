@@ -34,7 +34,7 @@ class Dispatcher:
         self.graph = graph
         self._status: StatusLookup = status or (lambda channel, param: None)
         self._seq = count()
-        self._ready: dict[WorkerClass, dict[str, list[tuple[int, int, JobSpec]]]] = (
+        self._ready: dict[WorkerClass, dict[str, list[tuple[int, int, int, JobSpec]]]] = (
             defaultdict(dict))
         self._delayed: list[tuple[float, int, JobSpec]] = []
         self._running: dict[str, str] = {}
@@ -71,7 +71,7 @@ class Dispatcher:
             best = self._best_node(queues)
             if best is None:
                 return None
-            _, _, job = heapq.heappop(queues[best])
+            *_, job = heapq.heappop(queues[best])
             if not queues[best]:
                 del queues[best]
             self._queued -= 1
@@ -105,19 +105,19 @@ class Dispatcher:
 
     def _push(self, job: JobSpec) -> None:
         queues = self._ready[job.worker_class]
-        heapq.heappush(queues.setdefault(job.node, []), (job.pebble_id, next(self._seq), job))
+        entry = (-job.priority, job.pebble_id, next(self._seq), job)
+        heapq.heappush(queues.setdefault(job.node, []), entry)
 
     def _release_delayed(self, now: float) -> None:
         while self._delayed and self._delayed[0][0] <= now:
             _, _, job = heapq.heappop(self._delayed)
             self._push(job)
 
-    def _best_node(self, queues: dict[str, list[tuple[int, int, JobSpec]]]) -> str | None:
+    def _best_node(self, queues: dict[str, list[tuple[int, int, int, JobSpec]]]) -> str | None:
         best: tuple[int, int, int] | None = None
         chosen = None
         for node, heap in queues.items():
-            pebble, seq, job = heap[0]
-            key = (-job.priority, pebble, seq)
+            key = heap[0][:3]
             if (best is None or key < best) and not self._blocked(node):
                 best, chosen = key, node
         return chosen
