@@ -32,7 +32,12 @@ _PEBBLE_COLUMNS = (
 _PEBBLE_SELECT = (
     "SELECT id, input_node, item, state, outcome, failed_nodes, created, finished FROM pebbles"
 )
-_PEBBLE_FILTERS = {"state": "state = ?", "outcome": "outcome = ?", "after_id": "id > ?"}
+_PEBBLE_FILTERS = {
+    "state": "state = ?",
+    "active": "state = ? AND outcome IS NULL",  # lets the index keep id order
+    "outcome": "outcome = ?",
+    "after_id": "id > ?",
+}
 _NODES_OF = (
     "SELECT node, branch, status, outcome, output, error, resolved_by, combined, attempts,"
     " lost, stats, branches FROM nodes WHERE pebble_id = ?"
@@ -146,7 +151,8 @@ class Queries:
         after_id: int = 0,
     ) -> list[dict[str, Any]]:
         """Pebbles by id after ``after_id`` (no ``nodes``; see :meth:`pebble`)."""
-        filters = {"state": state, "outcome": outcome, "after_id": after_id}
+        filters = {"outcome": outcome, "after_id": after_id}
+        filters["active" if state == "active" and outcome is None else "state"] = state
         clause, params = where(filters, _PEBBLE_FILTERS)
         rows = self._all(_PEBBLE_SELECT + clause + " ORDER BY id LIMIT ?", [*params, limit])
         return [_pebble_dict(row) for row in rows]

@@ -38,8 +38,7 @@ CREATE TABLE pebbles(
     idem_key TEXT UNIQUE,
     seen_key TEXT UNIQUE
 );
-CREATE INDEX pebbles_active ON pebbles(id) WHERE state = 'active';
-CREATE INDEX pebbles_outcome ON pebbles(state, outcome);
+CREATE INDEX pebbles_state ON pebbles(state, outcome);
 
 CREATE TABLE nodes(
     pebble_id INTEGER NOT NULL REFERENCES pebbles(id),
@@ -78,7 +77,7 @@ CREATE TABLE jobs(
     retval TEXT,
     error TEXT,
     stats TEXT
-);
+) WITHOUT ROWID;
 CREATE INDEX jobs_ready ON jobs(state, worker_class, priority DESC, pebble_id, created);
 CREATE INDEX jobs_pebble ON jobs(pebble_id);
 

@@ -1,0 +1,241 @@
+"""Writes of one store transaction: :class:`Batch`, and the statements it runs.
+
+Contract: a :class:`Batch` only exists inside :meth:`Store.batch
+<cryoflow.store.sqlite.Store.batch>`, which commits or rolls back all of its writes
+together. Each engine action kind is written with one ``executemany``; event rows are
+buffered and written in call order just before the commit. No method reads a row back
+in the hot path (job queued, node changed, job started or finished).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from cryoflow.engine.records import Action, CancelJob, NodeChanged, PebbleDone, QueueJob
+from cryoflow.store import codec
+
+INSERT_PEBBLE = (
+    "INSERT INTO pebbles(id, input_node, item, created, idem_key, seen_key)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+FIND_IDEM = "SELECT id FROM pebbles WHERE idem_key = ?"
+FIND_SEEN = "SELECT pebble_id FROM seen WHERE key = ?"
+INSERT_SEEN = "INSERT INTO seen(key, pebble_id, ts) VALUES (?, ?, ?)"
+UPSERT_NODE = (
+    "INSERT OR REPLACE INTO nodes(pebble_id, node, branch, status, outcome, output, error,"
+    " resolved_by, combined, attempts, lost, stats, branches)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_JOB = (
+    "INSERT INTO jobs(id, pebble_id, node, branch, attempt, priority, worker_class, spec,"
+    " not_before, created, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')"
+    " ON CONFLICT(id) DO NOTHING"
+)
+CANCEL_JOB = (
+    "UPDATE jobs SET state = 'cancelled', finished = ?"
+    " WHERE id = ? AND state IN ('queued', 'running')"
+)
+FINISH_PEBBLE = (
+    "UPDATE pebbles SET state = 'done', outcome = ?, failed_nodes = ?, finished = ? WHERE id = ?"
+)
+START_JOB = (
+    "UPDATE jobs SET state = 'running', started = ?, worker = ?, host = ?"
+    " WHERE id = ? AND state = 'queued'"
+)
+FINISH_JOB = (
+    "UPDATE jobs SET state = 'done', outcome = ?, retval = ?, error = ?, stats = ?,"
+    " finished = ? WHERE id = ? AND state <> 'done'"
+)
+RUNNING_JOBS = "SELECT id, pebble_id FROM jobs WHERE state = 'running' ORDER BY id"
+LOSE_RUNNING = (
+    "UPDATE jobs SET state = 'done', outcome = 'lost', error = ?, finished = ?"
+    " WHERE state = 'running'"
+)
+PUT_STATUS = "INSERT OR REPLACE INTO status(channel, key, value, ts) VALUES (?, ?, ?, ?)"
+INSERT_LOG = (
+    "INSERT INTO logs(ts, level, pebble_id, job_id, node, message) VALUES (?, ?, ?, ?, ?, ?)"
+)
+INSERT_EVENT = "INSERT INTO events(ts, kind, pebble_id, job_id, data) VALUES (?, ?, ?, ?, ?)"
+HAS_SEEN = "SELECT 1 FROM seen WHERE key = ?"
+LOST_REASON = "the head stopped while this job was running"
+
+
+class Batch:
+    """The writes of one transaction; get one from :meth:`Store.batch`.
+
+    Every write appends a compact row to ``events`` (the web view's resume cursor);
+    those rows are written together just before the commit, in call order.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._events: list[tuple[float, str, int | None, str | None, str | None]] = []
+
+    def add_pebble(
+        self,
+        input_node: str,
+        item: Mapping[str, Any],
+        *,
+        now: float,
+        pebble_id: int | None = None,
+        idem_key: str | None = None,
+        seen_key: str | None = None,
+    ) -> tuple[int, bool]:
+        """Store a new pebble; return ``(id, True)``.
+
+        When ``idem_key`` or ``seen_key`` was stored before, nothing is written and the
+        earlier pebble's id comes back as ``(id, False)``. ``pebble_id`` None lets the
+        store pick ``max(id) + 1``. A ``seen_key`` is also recorded in ``seen``.
+        """
+        existing = self._existing(idem_key, seen_key)
+        if existing is not None:
+            return existing, False
+        row = (pebble_id, input_node, codec.dumps(item), now, idem_key, seen_key)
+        new_id = self._conn.execute(INSERT_PEBBLE, row).lastrowid
+        assert new_id is not None
+        if seen_key is not None:
+            self._conn.execute(INSERT_SEEN, (seen_key, new_id, now))
+        self._events.append((now, "pebble_added", new_id, None, None))
+        return new_id, True
+
+    def _existing(self, idem_key: str | None, seen_key: str | None) -> int | None:
+        for sql, key in ((FIND_IDEM, idem_key), (FIND_SEEN, seen_key)):
+            if key is not None:
+                row = self._conn.execute(sql, (key,)).fetchone()
+                if row is not None:
+                    return int(row[0])
+        return None
+
+    def apply(self, actions: Iterable[Action], *, now: float) -> None:
+        """Persist the engine's actions, each kind with one ``executemany``.
+
+        NodeChanged upserts the node row (the last one for a key wins); QueueJob inserts
+        a queued job unless its id exists; CancelJob cancels a job that is queued or
+        running; PebbleDone closes the pebble with its outcome and failed nodes.
+        """
+        nodes: list[tuple[Any, ...]] = []
+        jobs: list[tuple[Any, ...]] = []
+        cancels: list[tuple[float, str]] = []
+        dones: list[tuple[Any, ...]] = []
+        events = self._events
+        for action in actions:
+            if isinstance(action, NodeChanged):
+                row = codec.node_row(action.pebble_id, action.node, action.branch, action.state)
+                nodes.append(row)
+                data = _node_event(row[1], row[2], row[3], row[4])
+                events.append((now, "node_changed", action.pebble_id, None, data))
+            elif isinstance(action, QueueJob):
+                jobs.append(codec.job_row(action.job, now))
+                events.append((now, "job_queued", action.job.pebble_id, action.job.id, None))
+            elif isinstance(action, CancelJob):
+                cancels.append((now, action.job_id))
+                events.append((now, "job_cancelled", None, action.job_id, None))
+            elif isinstance(action, PebbleDone):
+                dones.append(_done_row(action, now))
+                data = _outcome_event(action.outcome)
+                events.append((now, "pebble_done", action.pebble_id, None, data))
+            else:
+                raise TypeError(f"not a store action: {action!r}")
+        self._write(nodes, jobs, cancels, dones)
+
+    def _write(self, *groups: list[Any]) -> None:
+        for sql, rows in zip((UPSERT_NODE, INSERT_JOB, CANCEL_JOB, FINISH_PEBBLE), groups):
+            if rows:
+                self._conn.executemany(sql, rows)
+
+    def job_started(self, job_id: str, *, worker: str, host: str, now: float) -> bool:
+        """Mark a queued job running on ``worker``@``host``; False if it was not queued."""
+        cursor = self._conn.execute(START_JOB, (now, worker, host, job_id))
+        data = codec.dumps({"worker": worker, "host": host})
+        self._events.append((now, "job_started", None, job_id, data))
+        return cursor.rowcount > 0
+
+    def job_finished(
+        self,
+        job_id: str,
+        *,
+        outcome: str,
+        retval: Any,
+        error: str | None,
+        stats: Mapping[str, Any],
+        now: float,
+    ) -> bool:
+        """Record a job's result; False (and nothing changed) if it was already done.
+
+        A repeated report of the same job is therefore applied once.
+        """
+        retval_json = None if retval is None else codec.dumps(retval)
+        row = (outcome, retval_json, error, codec.dumps_opt(stats), now, job_id)
+        cursor = self._conn.execute(FINISH_JOB, row)
+        self._events.append((now, "job_finished", None, job_id, _outcome_event(outcome)))
+        return cursor.rowcount > 0
+
+    def requeue_running(self, *, now: float) -> list[str]:
+        """At resume: close every job left ``running`` and return their ids.
+
+        Each one becomes ``done`` with outcome ``lost`` (so that a later restart does
+        not count it again); the head hands the ids to the engine as lost jobs, which
+        queues the next attempts in the same batch.
+        """
+        running = self._conn.execute(RUNNING_JOBS).fetchall()
+        self._conn.execute(LOSE_RUNNING, (LOST_REASON, now))
+        self._events.extend((now, "job_lost", pid, jid, None) for jid, pid in running)
+        return [jid for jid, _ in running]
+
+    def set_status(self, channel: str, key: str, value: Any, *, now: float) -> None:
+        """Keep the latest ``value`` of ``channel``/``key`` (no event is added)."""
+        self._conn.execute(PUT_STATUS, (channel, key, codec.dumps(value), now))
+
+    def add_logs(
+        self, rows: Iterable[tuple[float, str, int | None, str | None, str | None, str]]
+    ) -> None:
+        """Append ``(ts, level, pebble_id, job_id, node, message)`` log rows (no events)."""
+        self._conn.executemany(INSERT_LOG, rows)
+
+    def add_event(
+        self,
+        kind: str,
+        *,
+        now: float,
+        pebble_id: int | None = None,
+        job_id: str | None = None,
+        data: Any = None,
+    ) -> None:
+        """Append one event of any ``kind`` to the event log."""
+        encoded = None if data is None else codec.dumps(data)
+        self._events.append((now, kind, pebble_id, job_id, encoded))
+
+    def has_seen(self, key: str) -> bool:
+        """Whether a pebble was stored with ``seen_key=key``."""
+        return self._conn.execute(HAS_SEEN, (key,)).fetchone() is not None
+
+    def flush(self) -> None:
+        """Write the buffered event rows (called by :meth:`Store.batch` before COMMIT)."""
+        if self._events:
+            self._conn.executemany(INSERT_EVENT, self._events)
+            self._events.clear()
+
+
+@lru_cache(maxsize=4096)
+def _node_event(node: str, branch: str, status: str, outcome: str | None) -> str:
+    """Event data of a node change: ``{"node", "branch"?, "status", "outcome"?}``."""
+    data = {"node": node, "status": status}
+    if branch:
+        data["branch"] = branch
+    if outcome is not None:
+        data["outcome"] = outcome
+    return codec.dumps(data)
+
+
+@lru_cache(maxsize=64)
+def _outcome_event(outcome: str) -> str:
+    """Event data of a finished job or pebble: ``{"outcome"}``."""
+    return codec.dumps({"outcome": outcome})
+
+
+def _done_row(action: PebbleDone, now: float) -> tuple[Any, ...]:
+    failed = codec.dumps(list(action.failed_nodes)) if action.failed_nodes else None
+    return (str(action.outcome), failed, now, action.pebble_id)

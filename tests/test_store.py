@@ -1,0 +1,752 @@
+"""The SQLite state store: round trips, group commit, resume reads, damaged files, full disk."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cryoflow.engine.records import (
+    CancelJob,
+    JobSpec,
+    NodeChanged,
+    NodeState,
+    NodeStatus,
+    PebbleDone,
+    PebbleOutcome,
+    QueueJob,
+    job_id,
+)
+from cryoflow.errors import StoreError, StoreFullError
+from cryoflow.graph.model import Outcome, WorkerClass
+from cryoflow.store import Store, codec, schema
+from cryoflow.store import sqlite as store_sqlite
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = Store.open(tmp_path / "state", workflow="wf")
+    yield s
+    s.close()
+
+
+def spec(pebble_id: int, node: str = "A", *, attempt: int = 1, **kw: Any) -> JobSpec:
+    fields: dict[str, Any] = {
+        "args": {"src": f"/in/{pebble_id}"},
+        "priority": 0,
+        "worker_class": WorkerClass.NORMAL,
+    }
+    fields.update(kw)
+    jid = job_id(pebble_id, node, fields.get("branch", ()), attempt)
+    fields.setdefault("branch", ())
+    return JobSpec(id=jid, pebble_id=pebble_id, node=node, attempt=attempt, **fields)
+
+
+def add(store: Store, n: int = 1, **item: Any) -> list[int]:
+    with store.batch() as b:
+        return [b.add_pebble("In", {"n": i, **item}, now=10.0)[0] for i in range(n)]
+
+
+def queue(store: Store, *jobs: JobSpec, now: float = 11.0) -> None:
+    with store.batch() as b:
+        b.apply([QueueJob(j) for j in jobs], now=now)
+
+
+def must(row: dict[str, Any] | None) -> dict[str, Any]:
+    assert row is not None
+    return row
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def scalar(path: Path, sql: str) -> Any:
+    conn = raw(path)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------ opening
+
+
+def test_open_creates_a_wal_database_that_records_workflow_and_version(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s", workflow="wf", now=5.0) as s:
+        db = s.path
+        assert db == tmp_path / "s" / "state.db"
+        assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    conn = raw(db)
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    conn.close()
+    assert meta["schema_version"] == str(len(schema.MIGRATIONS))
+    assert meta["workflow"] == "wf"
+    assert float(meta["created"]) == 5.0
+    assert meta["cryoflow_version"]
+    assert not list(db.parent.glob("*.init*"))
+
+
+def test_synchronous_full_is_selectable_and_a_wrong_value_is_refused(tmp_path: Path) -> None:
+    with Store.open(tmp_path, workflow="wf", synchronous="FULL") as s:
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with pytest.raises(StoreError, match="synchronous must be"):
+        Store.open(tmp_path, workflow="wf", synchronous="OFF")
+
+
+def test_state_survives_close_and_reopen(tmp_path: Path) -> None:
+    with Store.open(tmp_path, workflow="wf") as s:
+        (pid,) = add(s)
+        queue(s, spec(pid))
+    with Store.open(tmp_path, workflow="wf") as s:
+        assert must(s.pebble(pid))["item"] == {"n": 0}
+        assert [j.id for j, _ in s.open_jobs()] == [job_id(pid, "A", (), 1)]
+
+
+def test_a_store_of_another_workflow_is_refused(tmp_path: Path) -> None:
+    Store.open(tmp_path, workflow="wf").close()
+    with pytest.raises(StoreError, match="holds the state of workflow 'wf', not 'other'"):
+        Store.open(tmp_path, workflow="other")
+
+
+# ---------------------------------------------------------------------- pebbles
+
+
+def test_pebble_round_trip_keeps_item_node_states_and_outcome(store: Store) -> None:
+    (pid,) = add(store, tag="x")
+    done = NodeState(
+        status=NodeStatus.DONE,
+        outcome=Outcome.SUCCESS,
+        output={"files": ["a", "b"], "n": 1.5},
+        resolved_by="In",
+        combined=Outcome.SUCCESS,
+        attempts=2,
+        lost=1,
+        stats={"runtime": 0.25},
+    )
+    with store.batch() as b:
+        b.apply(
+            [
+                NodeChanged(pid, "A", (), done),
+                NodeChanged(pid, "S", (), NodeState(status=NodeStatus.SPLIT, branches=2)),
+                NodeChanged(pid, "S", (1,), NodeState(status=NodeStatus.QUEUED)),
+                PebbleDone(pid, PebbleOutcome.FAILED, ("B", "C")),
+            ],
+            now=20.0,
+        )
+    pebble = store.pebble(pid)
+    assert pebble is not None
+    assert pebble["item"] == {"n": 0, "tag": "x"}
+    assert (pebble["state"], pebble["outcome"]) == ("done", "failed")
+    assert pebble["failed_nodes"] == ["B", "C"]
+    assert (pebble["created"], pebble["finished"]) == (10.0, 20.0)
+    a = pebble["nodes"]["A"][""]
+    assert a["output"] == {"files": ["a", "b"], "n": 1.5}
+    assert (a["status"], a["outcome"], a["attempts"], a["lost"]) == ("done", "success", 2, 1)
+    assert a["stats"] == {"runtime": 0.25}
+    assert pebble["nodes"]["S"][""]["branches"] == 2
+    assert pebble["nodes"]["S"]["1"]["status"] == "queued"
+    assert store.pebble(999) is None
+
+
+def test_the_last_node_change_in_a_batch_wins(store: Store) -> None:
+    (pid,) = add(store)
+    with store.batch() as b:
+        b.apply(
+            [
+                NodeChanged(pid, "A", (), NodeState(status=NodeStatus.QUEUED)),
+                NodeChanged(pid, "A", (), NodeState(NodeStatus.DONE, Outcome.ERROR, error="x")),
+            ],
+            now=1.0,
+        )
+    node = must(store.pebble(pid))["nodes"]["A"][""]
+    assert (node["status"], node["outcome"], node["error"]) == ("done", "error", "x")
+
+
+def test_pebble_ids_are_assigned_in_order_or_taken_from_the_caller(store: Store) -> None:
+    assert store.next_pebble_id() == 1
+    assert add(store, 2) == [1, 2]
+    with store.batch() as b:
+        assert b.add_pebble("In", {}, now=1.0, pebble_id=10) == (10, True)
+    assert store.next_pebble_id() == 11
+    with pytest.raises(StoreError), store.batch() as b:
+        b.add_pebble("In", {}, now=1.0, pebble_id=10)
+
+
+def test_an_idempotency_key_returns_the_existing_pebble(store: Store) -> None:
+    with store.batch() as b:
+        first = b.add_pebble("In", {"a": 1}, now=1.0, idem_key="k1")
+        again = b.add_pebble("In", {"a": 2}, now=2.0, idem_key="k1")
+    with store.batch() as b:
+        later = b.add_pebble("In", {"a": 3}, now=3.0, idem_key="k1")
+    assert first == (1, True)
+    assert again == later == (1, False)
+    assert store.pebble_counts()["active"] == 1
+    assert must(store.pebble(1))["item"] == {"a": 1}
+
+
+def test_a_seen_key_returns_the_existing_pebble_and_is_marked_seen(store: Store) -> None:
+    with store.batch() as b:
+        assert not b.has_seen("dev:ino:size:mtime:a.zip")
+        pid, created = b.add_pebble(
+            "Watch", {"p": "a.zip"}, now=1.0, seen_key="dev:ino:size:mtime:a.zip"
+        )
+        assert created and b.has_seen("dev:ino:size:mtime:a.zip")
+    with store.batch() as b:
+        assert b.add_pebble(
+            "Watch", {"p": "a.zip"}, now=2.0, seen_key="dev:ino:size:mtime:a.zip"
+        ) == (
+            pid,
+            False,
+        )
+    assert scalar(store.path, "SELECT count(*) FROM seen") == 1
+
+
+def test_a_seen_key_is_not_kept_when_its_batch_rolls_back(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.batch() as b:
+        b.add_pebble("Watch", {}, now=1.0, seen_key="k")
+        raise RuntimeError("crash before commit")
+    with store.batch() as b:
+        assert not b.has_seen("k")
+
+
+# ------------------------------------------------------------------------- jobs
+
+
+def test_a_job_spec_round_trips_with_every_field(store: Store) -> None:
+    (pid,) = add(store)
+    full = spec(
+        pid,
+        "Wind",
+        branch=(3, 0),
+        attempt=2,
+        args={"src": "s3://b/k", "n": [1, 2], "opt": None},
+        priority=7,
+        worker_class=WorkerClass.GPU,
+        files={"src": {"type": "file", "unzip": True}},
+        ccnode="gpu1",
+        workdir="/tmp/w",
+        not_before=12.5,
+        timeout_s=30.0,
+        post=({"output": "dst", "target": "s3://b/out/", "basename": True},),
+        deferred=True,
+        config={"root": {"k": 1}},
+    )
+    plain = spec(pid, "Plain")
+    queue(store, full, plain)
+    jobs = {j.id: (j, state) for j, state in store.open_jobs()}
+    assert jobs[full.id] == (full, "queued")
+    assert jobs[plain.id] == (plain, "queued")
+    assert isinstance(jobs[full.id][0].worker_class, WorkerClass)
+    listed = store.job(full.id)
+    assert listed is not None
+    assert listed["spec"]["branch"] == [3, 0] and listed["spec"]["deferred"] is True
+    assert listed["spec"]["files"] == {"src": {"type": "file", "unzip": True}}
+    assert must(store.job(plain.id))["spec"]["post"] == []
+
+
+def test_a_plain_job_row_keeps_only_args_in_its_spec_json(store: Store) -> None:
+    (pid,) = add(store)
+    queue(store, spec(pid))
+    assert scalar(store.path, "SELECT spec FROM jobs") == '{"args":{"src":"/in/1"}}'
+
+
+def test_queueing_a_job_id_that_exists_does_not_duplicate_it(store: Store) -> None:
+    (pid,) = add(store)
+    queue(store, spec(pid))
+    with store.batch() as b:
+        b.job_started(spec(pid).id, worker="w1", host="h", now=12.0)
+    queue(store, spec(pid, args={"src": "changed"}))
+    assert store.open_jobs() == [(spec(pid), "running")]
+
+
+def test_job_started_and_finished_are_recorded_and_a_repeated_report_is_ignored(
+    store: Store,
+) -> None:
+    (pid,) = add(store)
+    job = spec(pid)
+    queue(store, job)
+    with store.batch() as b:
+        assert b.job_started(job.id, worker="w1", host="h1", now=12.0)
+        assert b.job_finished(
+            job.id, outcome="success", retval={"x": 1}, error=None, stats={"t": 1}, now=13.0
+        )
+    with store.batch() as b:
+        again = b.job_finished(
+            job.id, outcome="error", retval=None, error="late", stats={}, now=14.0
+        )
+        assert not again
+    row = store.job(job.id)
+    assert row is not None
+    assert (row["state"], row["outcome"], row["retval"], row["error"]) == (
+        "done",
+        "success",
+        {"x": 1},
+        None,
+    )
+    assert (row["worker"], row["host"], row["started"], row["finished"]) == ("w1", "h1", 12.0, 13.0)
+    assert row["stats"] == {"t": 1}
+    assert store.open_jobs() == []
+
+
+def test_cancel_stops_queued_and_running_jobs_but_not_finished_ones(store: Store) -> None:
+    (pid,) = add(store)
+    queued, running, done = spec(pid, "Q"), spec(pid, "R"), spec(pid, "D")
+    queue(store, queued, running, done)
+    with store.batch() as b:
+        b.job_started(running.id, worker="w", host="h", now=1.0)
+        b.job_finished(done.id, outcome="success", retval=None, error=None, stats={}, now=2.0)
+        b.apply([CancelJob(queued.id), CancelJob(running.id), CancelJob(done.id)], now=3.0)
+    states = {j["id"]: j["state"] for j in store.jobs(pebble_id=pid)}
+    assert states == {queued.id: "cancelled", running.id: "cancelled", done.id: "done"}
+    with store.batch() as b:
+        assert not b.job_started(queued.id, worker="w", host="h", now=4.0)
+
+
+def test_requeue_running_closes_running_jobs_as_lost_and_returns_their_ids(store: Store) -> None:
+    (pid,) = add(store)
+    a, b_, c = spec(pid, "A"), spec(pid, "B"), spec(pid, "C")
+    queue(store, a, b_, c)
+    with store.batch() as b:
+        b.job_started(a.id, worker="w", host="h", now=1.0)
+        b.job_started(b_.id, worker="w", host="h", now=1.0)
+    with store.batch() as b:
+        assert b.requeue_running(now=5.0) == sorted([a.id, b_.id])
+    with store.batch() as b:
+        assert b.requeue_running(now=6.0) == []
+    assert store.open_jobs() == [(c, "queued")]
+    lost = store.job(a.id)
+    assert lost is not None and (lost["state"], lost["outcome"]) == ("done", "lost")
+
+
+# ----------------------------------------------------------------- group commit
+
+
+def test_a_batch_that_raises_leaves_nothing(store: Store) -> None:
+    (pid,) = add(store)
+    before = store.events()
+    with pytest.raises(ValueError, match="engine bug"), store.batch() as b:
+        b.add_pebble("In", {"n": 99}, now=1.0)
+        b.apply([QueueJob(spec(pid)), NodeChanged(pid, "A", (), NodeState())], now=1.0)
+        b.set_status("A", "progress", 50, now=1.0)
+        b.add_logs([(1.0, "info", pid, None, "A", "hello")])
+        b.add_event("custom", now=1.0)
+        raise ValueError("engine bug")
+    assert store.pebble_counts()["active"] == 1
+    assert store.open_jobs() == []
+    assert must(store.pebble(pid))["nodes"] == {}
+    assert store.status_values() == {}
+    assert store.logs() == []
+    assert store.events() == before
+
+
+def test_a_batch_with_a_foreign_key_violation_leaves_nothing(store: Store) -> None:
+    (pid,) = add(store)
+    with pytest.raises(StoreError, match="FOREIGN KEY"), store.batch() as b:
+        b.apply([NodeChanged(pid, "A", (), NodeState())], now=1.0)
+        b.apply([QueueJob(spec(404))], now=1.0)
+    assert must(store.pebble(pid))["nodes"] == {}
+
+
+def test_apply_refuses_what_is_not_an_action(store: Store) -> None:
+    with pytest.raises(TypeError, match="not a store action"), store.batch() as b:
+        b.apply(["nonsense"], now=1.0)  # type: ignore[list-item]
+
+
+def test_events_record_every_write_in_order(store: Store) -> None:
+    with store.batch() as b:
+        pid, _ = b.add_pebble("In", {}, now=1.0)
+        b.apply(
+            [QueueJob(spec(pid)), NodeChanged(pid, "A", (2,), NodeState(status=NodeStatus.QUEUED))],
+            now=1.0,
+        )
+        b.job_started(spec(pid).id, worker="w", host="h", now=2.0)
+        b.job_finished(spec(pid).id, outcome="success", retval=None, error=None, stats={}, now=3.0)
+        b.apply([PebbleDone(pid, PebbleOutcome.COMPLETED)], now=3.0)
+        b.add_event("status", now=3.0, data={"x": 1})
+    events = store.events()
+    assert [e["kind"] for e in events] == [
+        "pebble_added",
+        "job_queued",
+        "node_changed",
+        "job_started",
+        "job_finished",
+        "pebble_done",
+        "status",
+    ]
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    assert events[2]["data"] == {"node": "A", "branch": "2", "status": "queued"}
+    assert events[4]["data"] == {"outcome": "success"}
+    assert events[5]["data"] == {"outcome": "completed"}
+    assert store.events(after_seq=events[4]["seq"]) == events[5:]
+    assert store.events(limit=2) == events[:2]
+
+
+# ---------------------------------------------------------------------- resume
+
+
+def test_active_pebbles_streams_unfinished_pebbles_with_their_node_states(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_sqlite, "ACTIVE_PAGE", 3)
+    ids = add(store, 8)
+    state = NodeState(
+        status=NodeStatus.DONE, outcome=Outcome.SUCCESS, output={"k": 1}, stats={"t": 2}
+    )
+    with store.batch() as b:
+        b.apply([NodeChanged(pid, "A", (), state) for pid in ids], now=2.0)
+        b.apply([NodeChanged(ids[1], "S", (0, 1), NodeState(status=NodeStatus.QUEUED))], now=2.0)
+        b.apply(
+            [PebbleDone(ids[2], PebbleOutcome.COMPLETED), PebbleDone(ids[6], PebbleOutcome.FAILED)],
+            now=3.0,
+        )
+    stream = store.active_pebbles()
+    assert not isinstance(stream, list)
+    resumed = list(stream)
+    assert [r[0] for r in resumed] == [i for i in ids if i not in (ids[2], ids[6])]
+    pid, input_node, item, states = resumed[1]
+    assert (pid, input_node, item) == (ids[1], "In", {"n": 1})
+    assert states == {
+        ("A", ()): state,
+        ("S", (0, 1)): NodeState(status=NodeStatus.QUEUED),
+    }
+    assert isinstance(states[("A", ())].outcome, Outcome)
+
+
+def test_active_pebbles_tolerates_writes_between_pages(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_sqlite, "ACTIVE_PAGE", 2)
+    ids = add(store, 6)
+    seen = []
+    for pid, *_ in store.active_pebbles():
+        seen.append(pid)
+        with store.batch() as b:
+            b.apply([PebbleDone(pid, PebbleOutcome.COMPLETED)], now=1.0)
+    assert seen == ids
+    assert list(store.active_pebbles()) == []
+
+
+def test_open_jobs_lists_queued_and_running_jobs_best_first(store: Store) -> None:
+    ids = add(store, 3)
+    low_old = spec(ids[0], "A", priority=0)
+    high_new = spec(ids[2], "A", priority=5)
+    high_old = spec(ids[1], "A", priority=5)
+    finished = spec(ids[0], "B", priority=9)
+    queue(store, low_old, high_new, high_old, finished)
+    with store.batch() as b:
+        b.job_started(low_old.id, worker="w", host="h", now=1.0)
+        b.job_finished(finished.id, outcome="success", retval=None, error=None, stats={}, now=1.0)
+    assert store.open_jobs() == [(high_old, "queued"), (high_new, "queued"), (low_old, "running")]
+
+
+# ---------------------------------------------------------------- other tables
+
+
+def test_status_values_keep_the_latest_value_per_channel_and_key(store: Store) -> None:
+    with store.batch() as b:
+        b.set_status("A", "progress", 10, now=1.0)
+        b.set_status("A", "progress", 50, now=2.0)
+        b.set_status("A", "state", {"phase": "upload"}, now=2.0)
+        b.set_status("B", "progress", 1, now=2.0)
+    assert store.status_values() == {
+        "A": {"progress": 50, "state": {"phase": "upload"}},
+        "B": {"progress": 1},
+    }
+    assert store.status_values("B") == {"B": {"progress": 1}}
+
+
+def test_logs_filter_by_pebble_job_node_level_text_and_time(store: Store) -> None:
+    ids = add(store, 2)
+    with store.batch() as b:
+        b.add_logs(
+            [
+                (1.0, "info", ids[0], "1/A#1", "A", "starting A"),
+                (2.0, "error", ids[0], "1/A#1", "A", "disk full in A"),
+                (3.0, "info", ids[1], "2/B#1", "B", "starting B"),
+                (4.0, "warning", None, None, None, "head: 100% of 'x'"),
+            ]
+        )
+    logs = store.logs()
+    assert [r["message"] for r in logs][-1] == "head: 100% of 'x'"
+    assert [r["ts"] for r in store.logs(pebble_id=ids[0])] == [1.0, 2.0]
+    assert [r["ts"] for r in store.logs(job_id="2/B#1")] == [3.0]
+    assert [r["ts"] for r in store.logs(node="A", level="error")] == [2.0]
+    assert [r["ts"] for r in store.logs(grep="100% of 'x'")] == [4.0]
+    assert [r["ts"] for r in store.logs(since=3.0)] == [3.0, 4.0]
+    assert [r["ts"] for r in store.logs(after_id=logs[1]["id"], limit=1)] == [3.0]
+    assert set(logs[0]) == {"id", "ts", "level", "pebble_id", "job_id", "node", "message"}
+
+
+def test_counts_per_node_and_per_pebble_outcome(store: Store) -> None:
+    ids = add(store, 4)
+    done = NodeState(status=NodeStatus.DONE, outcome=Outcome.SUCCESS)
+    with store.batch() as b:
+        b.apply(
+            [
+                NodeChanged(ids[0], "A", (), done),
+                NodeChanged(ids[1], "A", (), NodeState(NodeStatus.DONE, Outcome.ERROR)),
+                NodeChanged(ids[2], "A", (), NodeState(status=NodeStatus.QUEUED)),
+                NodeChanged(ids[3], "A", (), NodeState(status=NodeStatus.QUEUED)),
+                NodeChanged(ids[0], "B", (), NodeState()),
+                QueueJob(spec(ids[2])),
+                QueueJob(spec(ids[3])),
+                PebbleDone(ids[0], PebbleOutcome.COMPLETED),
+                PebbleDone(ids[1], PebbleOutcome.FAILED),
+            ],
+            now=1.0,
+        )
+        b.job_started(spec(ids[3]).id, worker="w", host="h", now=2.0)
+    assert store.node_counts() == {
+        "A": {"success": 1, "error": 1, "queued": 1, "running": 1},
+        "B": {"waiting": 1},
+    }
+    assert store.pebble_counts() == {"active": 2, "completed": 1, "failed": 1}
+
+
+def test_pebbles_and_jobs_list_with_filters_and_pages(store: Store) -> None:
+    ids = add(store, 5)
+    queue(store, *(spec(pid) for pid in ids), spec(ids[0], "B"))
+    with store.batch() as b:
+        b.apply([PebbleDone(ids[1], PebbleOutcome.FAILED)], now=2.0)
+        b.job_started(spec(ids[3]).id, worker="w", host="h", now=2.0)
+    assert [p["id"] for p in store.pebbles(state="active")] == [ids[0], ids[2], ids[3], ids[4]]
+    assert [p["id"] for p in store.pebbles(outcome="failed")] == [ids[1]]
+    assert [p["id"] for p in store.pebbles(after_id=ids[2], limit=1)] == [ids[3]]
+    assert "nodes" not in store.pebbles()[0]
+    assert [j["id"] for j in store.jobs(pebble_id=ids[0])] == [
+        spec(ids[0]).id,
+        spec(ids[0], "B").id,
+    ]
+    assert [j["id"] for j in store.jobs(state="running")] == [spec(ids[3]).id]
+    assert [j["id"] for j in store.jobs(node="B")] == [spec(ids[0], "B").id]
+    first = store.jobs(limit=2)
+    rest = store.jobs(after=first[-1]["id"])
+    assert len(first) + len(rest) == 6
+    assert store.job("nope") is None
+
+
+def test_odd_values_are_stored_as_json_or_as_text(store: Store) -> None:
+    (pid,) = add(store)
+    output = {"path": Path("/x/y"), "tags": {"b", "a"}, "t": (1, 2), "obj": object.__name__}
+    with store.batch() as b:
+        b.apply([NodeChanged(pid, "A", (), NodeState(output=output))], now=1.0)
+    got = must(store.pebble(pid))["nodes"]["A"][""]["output"]
+    assert got == {"path": "/x/y", "tags": ["a", "b"], "t": [1, 2], "obj": "object"}
+    assert codec.dumps({(1, 2): 3}) == codec.dumps(str({(1, 2): 3}))
+
+
+# -------------------------------------------------------- reader and integrity
+
+
+def test_a_reader_reads_committed_state_from_another_thread(store: Store) -> None:
+    reader = store.reader()
+    results: list[Any] = []
+    with store.batch() as b:
+        pid, _ = b.add_pebble("In", {"n": 1}, now=1.0)
+        thread = threading.Thread(target=lambda: results.append(reader.pebble(pid)))
+        thread.start()
+        thread.join(10)
+    assert results == [None]
+    thread = threading.Thread(target=lambda: results.append(reader.pebble(pid)))
+    thread.start()
+    thread.join(10)
+    assert results[1]["item"] == {"n": 1}
+    assert reader.pebble_counts() == store.pebble_counts()
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader._conn.execute("DELETE FROM pebbles")
+
+
+def test_integrity_check_is_ok(store: Store) -> None:
+    (pid,) = add(store)
+    queue(store, spec(pid))
+    assert store.integrity_check() == ("ok", [])
+    assert store.reader().integrity_check() == ("ok", [])
+
+
+# ------------------------------------------------------------ schema versions
+
+
+def test_migrations_run_from_version_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Store.open(tmp_path, workflow="wf") as s:
+        (pid,) = add(s)
+    step = "ALTER TABLE pebbles ADD COLUMN note TEXT; CREATE TABLE extra(a TEXT)"
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, step])
+    with Store.open(tmp_path, workflow="wf") as s:
+        assert must(s.pebble(pid))["item"] == {"n": 0}
+        db = s.path
+    assert scalar(db, "SELECT value FROM meta WHERE key = 'schema_version'") == "2"
+    assert scalar(db, "SELECT count(note) FROM pebbles") == 0
+    assert scalar(db, "SELECT count(*) FROM extra") == 0
+
+
+def test_a_new_database_gets_every_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, "CREATE TABLE extra(a TEXT)"])
+    with Store.open(tmp_path, workflow="wf") as s:
+        db = s.path
+    assert scalar(db, "SELECT value FROM meta WHERE key = 'schema_version'") == "2"
+
+
+def test_a_failing_migration_leaves_the_old_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Store.open(tmp_path, workflow="wf").close()
+    broken = "CREATE TABLE extra(a TEXT); INSERT INTO nowhere VALUES (1)"
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, broken])
+    with pytest.raises(StoreError, match="no such table: nowhere"):
+        Store.open(tmp_path, workflow="wf")
+    db = tmp_path / "state.db"
+    assert scalar(db, "SELECT value FROM meta WHERE key = 'schema_version'") == "1"
+    assert scalar(db, "SELECT count(*) FROM sqlite_master WHERE name = 'extra'") == 0
+
+
+def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    Store.open(tmp_path, workflow="wf").close()
+    db = tmp_path / "state.db"
+    conn = raw(db)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(StoreError, match=r"newer cryoflow \(schema version 99.*upgrade cryoflow"):
+        Store.open(tmp_path, workflow="wf")
+    assert scalar(db, "SELECT value FROM meta WHERE key = 'schema_version'") == "99"
+
+
+def test_an_sqlite_database_of_something_else_is_refused(tmp_path: Path) -> None:
+    conn = raw(tmp_path / "state.db")
+    conn.execute("CREATE TABLE photos(id)")
+    conn.close()
+    with pytest.raises(StoreError, match="not a cryoflow state store"):
+        Store.open(tmp_path, workflow="wf")
+    assert scalar(tmp_path / "state.db", "SELECT count(*) FROM photos") == 0
+
+
+# -------------------------------------------------------- damaged state files
+
+
+def test_a_random_bytes_file_is_refused_and_kept(tmp_path: Path) -> None:
+    junk = os.urandom(8192)
+    (tmp_path / "state.db").write_bytes(junk)
+    with pytest.raises(StoreError, match="not an SQLite database.*left as it is"):
+        Store.open(tmp_path, workflow="wf")
+    assert (tmp_path / "state.db").read_bytes() == junk
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        Store.describe(tmp_path)
+
+
+def test_a_truncated_file_is_refused_kept_and_backups_are_named(tmp_path: Path) -> None:
+    with Store.open(tmp_path, workflow="wf") as s:
+        add(s, 200, blob="x" * 500)
+    db = tmp_path / "state.db"
+    whole = db.read_bytes()
+    db.write_bytes(whole[: len(whole) // 2 + 100])
+    (tmp_path / "state.db.20260101-000000.bak").write_bytes(whole)
+    with pytest.raises(StoreError, match=r"truncated.*state\.db\.20260101-000000\.bak"):
+        Store.open(tmp_path, workflow="wf")
+    assert db.read_bytes() == whole[: len(whole) // 2 + 100]
+    db.write_bytes(whole[:50])
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        Store.open(tmp_path, workflow="wf")
+    assert db.stat().st_size == 50
+
+
+def test_a_leftover_wal_is_recovered(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from cryoflow.store import Store
+        s = Store.open(Path({str(tmp_path)!r}), workflow="wf")
+        with s.batch() as b:
+            b.add_pebble("In", {{"kept": True}}, now=1.0)
+        os._exit(0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)
+    wal = tmp_path / "state.db-wal"
+    assert wal.exists() and wal.stat().st_size > 0
+    with Store.open(tmp_path, workflow="wf") as s:
+        assert must(s.pebble(1))["item"] == {"kept": True}
+        assert s.integrity_check() == ("ok", [])
+
+
+# ---------------------------------------------------------------------- fresh
+
+
+def test_describe_counts_what_fresh_would_discard(tmp_path: Path) -> None:
+    assert Store.describe(tmp_path / "none") == {
+        "pebbles": 0,
+        "unfinished_pebbles": 0,
+        "queued_jobs": 0,
+        "running_jobs": 0,
+    }
+    with Store.open(tmp_path, workflow="wf") as s:
+        ids = add(s, 3)
+        queue(s, spec(ids[0]), spec(ids[1]))
+        with s.batch() as b:
+            b.job_started(spec(ids[1]).id, worker="w", host="h", now=1.0)
+            b.apply([PebbleDone(ids[2], PebbleOutcome.COMPLETED)], now=1.0)
+        assert Store.describe(tmp_path) == {
+            "pebbles": 3,
+            "unfinished_pebbles": 2,
+            "queued_jobs": 1,
+            "running_jobs": 1,
+        }
+
+
+def test_fresh_moves_the_old_database_aside(tmp_path: Path) -> None:
+    with Store.open(tmp_path, workflow="wf") as s:
+        add(s, 2)
+    with Store.open(tmp_path, workflow="wf", fresh=True, now=1_700_000_000.0) as s:
+        assert s.pebble_counts()["active"] == 0
+        assert s.next_pebble_id() == 1
+    backups = sorted(tmp_path.glob("state.db.*.bak"))
+    assert len(backups) == 1
+    assert scalar(backups[0], "SELECT count(*) FROM pebbles") == 2
+    with Store.open(tmp_path, workflow="wf", fresh=True, now=1_700_000_000.0):
+        pass
+    assert len(list(tmp_path.glob("state.db.*.bak"))) == 2
+
+
+def test_fresh_moves_a_damaged_file_aside_instead_of_deleting_it(tmp_path: Path) -> None:
+    (tmp_path / "state.db").write_bytes(b"not a database at all" * 10)
+    with Store.open(tmp_path, workflow="wf", fresh=True):
+        pass
+    (backup,) = tmp_path.glob("state.db.*.bak")
+    assert backup.read_bytes() == b"not a database at all" * 10
+
+
+# ------------------------------------------------------------------ full disk
+
+
+def test_a_full_store_raises_store_full_and_works_again_once_space_is_freed(
+    tmp_path: Path,
+) -> None:
+    with Store.open(tmp_path, workflow="wf", max_pages=60) as s:
+        stored = 0
+        with pytest.raises(
+            StoreFullError, match=f"state store full: free disk space under {tmp_path}"
+        ):
+            for i in range(1000):
+                with s.batch() as b:
+                    b.add_pebble("In", {"blob": "x" * 3000, "i": i}, now=1.0)
+                    b.add_event("custom", now=1.0)
+                stored += 1
+        assert 0 < stored < 1000
+        assert s.pebble_counts()["active"] == stored
+        assert len(s.events()) == 2 * stored
+        s._conn.execute("PRAGMA max_page_count = 1000000")
+        add(s, 5, blob="y" * 3000)
+        assert s.pebble_counts()["active"] == stored + 5
+        assert s.integrity_check() == ("ok", [])
