@@ -101,6 +101,7 @@ def funcspec_graph(
         infos={},
         outputs_known=frozenset(),
         input_modules=False,
+        parents_key="conditions.dependencies",
     )
     order = validate(facts, problems)
     problems.raise_errors(warn or (lambda line: None))

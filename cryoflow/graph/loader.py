@@ -306,6 +306,8 @@ def _describe(problem: SchemaProblem, data: Any) -> tuple[str, str]:
         message += hint
     if rest:
         message = f"key {'.'.join(str(p) for p in rest)!r}: {message}"
+        if problem.unknown_key is None:
+            message += f" (at {render_path(problem.path)})"
     return where, message
 
 

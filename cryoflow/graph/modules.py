@@ -165,6 +165,10 @@ def _info(name: str, ref: str, decl: _Declaration | None) -> ModuleInfo:
         )
     else:
         ccmodule, functions = decl.ccmodule, decl.functions
+    if ccmodule is None:
+        raise ModuleLoadError(
+            f"module {name!r} ({ref}) has no ccmodule dict, so it is not a cryoflow module"
+        )
     if not isinstance(ccmodule, Mapping):
         raise ModuleLoadError(f"module {name!r} ({ref}): ccmodule must be a dict")
     if not functions:

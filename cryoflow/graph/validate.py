@@ -45,13 +45,15 @@ class GraphFacts:
     has_config: bool = False
     input_modules: bool = True
     """Whether input nodes must run input modules (false for flow strings and specs)."""
+    parents_key: str = "downstreamOf"
+    """What the notation calls a node's parents, for messages."""
 
 
 def validate(facts: GraphFacts, problems: Problems) -> tuple[Node, ...]:
     """Check ``facts``; return the nodes in topological order (cyclic ones left out)."""
     by_name = _unique(facts, problems)
-    order = _toposort(facts, by_name, problems)
-    _reachable(facts, by_name, order, problems)
+    order, on_cycles = _toposort(facts, by_name, problems)
+    _reachable(facts, by_name, order, on_cycles, problems)
     _inputs(facts, problems)
     for node in facts.nodes:
         _node_checks(node, facts, problems)
@@ -78,14 +80,17 @@ def _unique(facts: GraphFacts, problems: Problems) -> dict[str, Node]:
     return by_name
 
 
-def _toposort(facts: GraphFacts, by_name: Mapping[str, Node], problems: Problems) -> list[Node]:
+def _toposort(
+    facts: GraphFacts, by_name: Mapping[str, Node], problems: Problems
+) -> tuple[list[Node], set[str]]:
+    """Nodes in topological order (definition order among equals), and nodes on cycles."""
     waiting: dict[str, int] = {}
     children: dict[str, list[str]] = {ENTRY: []}
     for node in by_name.values():
         known = [p for p in node.parents if p == ENTRY or p in by_name]
         for parent in node.parents:
             if parent not in known:
-                problems.error(facts.labels[node.name], _unknown_parent(parent, by_name))
+                problems.error(facts.labels[node.name], _unknown_parent(parent, by_name, facts))
         waiting[node.name] = len([p for p in known if p != ENTRY])
         for parent in known:
             children.setdefault(parent, []).append(node.name)
@@ -98,25 +103,29 @@ def _toposort(facts: GraphFacts, by_name: Mapping[str, Node], problems: Problems
             waiting[child] -= 1
             if waiting[child] == 0:
                 ready.append(child)
+    on_cycles: set[str] = set()
     if len(order) < len(by_name):
-        for cycle in _cycles({n for n, w in waiting.items() if w > 0}, by_name):
+        for cycle in _cycles([n for n, w in waiting.items() if w > 0], by_name):
+            on_cycles.update(cycle)
             problems.error(
                 "", f"the graph has a cycle: {' -> '.join(cycle)}; remove one of these edges"
             )
-    return order
+    return order, on_cycles
 
 
-def _unknown_parent(parent: str, by_name: Mapping[str, Node]) -> str:
+def _unknown_parent(parent: str, by_name: Mapping[str, Node], facts: GraphFacts) -> str:
     hint = suggest(parent, [*by_name, ENTRY])
-    return f"downstreamOf names {parent!r}, which is not a node of this graph{hint}"
+    return f"{facts.parents_key} names {parent!r}, which is not a node of this graph{hint}"
 
 
-def _cycles(stuck: set[str], by_name: Mapping[str, Node]) -> Iterator[list[str]]:
+def _cycles(stuck: list[str], by_name: Mapping[str, Node]) -> Iterator[list[str]]:
     """One cycle per walk through the nodes Kahn's algorithm could not order.
 
     Every stuck node has a stuck parent, so walking up parents must repeat a node.
-    Each node is walked at most once, so this is linear.
+    Each node is walked at most once, so this is linear. A cycle is printed in edge
+    direction, starting at its node defined first.
     """
+    position = {name: i for i, name in enumerate(stuck)}
     seen: set[str] = set()
     for start in stuck:
         if start in seen:
@@ -125,23 +134,29 @@ def _cycles(stuck: set[str], by_name: Mapping[str, Node]) -> Iterator[list[str]]
         name = start
         while name not in walk and name not in seen:
             walk[name] = len(walk)
-            name = next(p for p in by_name[name].parents if p in stuck)
+            name = next(p for p in by_name[name].parents if p in position)
         seen.update(walk)
         if name in walk:
-            up = list(walk)[walk[name] :]
-            down = list(reversed(up))
+            down = list(reversed(list(walk)[walk[name] :]))
+            first = min(range(len(down)), key=lambda i: position[down[i]])
+            down = down[first:] + down[:first]
             yield [*down, down[0]]
 
 
 def _reachable(
-    facts: GraphFacts, by_name: Mapping[str, Node], order: list[Node], problems: Problems
+    facts: GraphFacts,
+    by_name: Mapping[str, Node],
+    order: list[Node],
+    on_cycles: set[str],
+    problems: Problems,
 ) -> None:
     reached: set[str] = set()
     for node in order:
         if node.is_global or any(p == ENTRY or p in reached for p in node.parents):
             reached.add(node.name)
-    for node in order:
-        if node.name not in reached and all(p == ENTRY or p in by_name for p in node.parents):
+    for node in by_name.values():
+        known = all(p == ENTRY or p in by_name for p in node.parents)
+        if node.name not in reached and node.name not in on_cycles and known:
             problems.error(
                 facts.labels[node.name],
                 "no input node leads to it (its parents never run); connect it with "

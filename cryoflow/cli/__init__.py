@@ -1,0 +1,1 @@
+"""Command-line entry points: ``ccworkflow`` (and the others as they come)."""

@@ -1,0 +1,339 @@
+"""``ccworkflow GRAPH [--OPTION VALUE ...]``: check, explain or run a workflow graph.
+
+The command line is read twice: once for cryoflow's own flags (to find and load the
+graph), then again with the graph's options added as flags, so that
+``ccworkflow GRAPH --help`` lists them. Exit codes: 0 when a check passes, 2 for
+invalid input (graph, options, flags), otherwise what the run returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import cryoflow
+from cryoflow.errors import ConfigError, GraphError, OptionError
+from cryoflow.graph import ENTRY, ArgSource, ArgSpec, Graph, Node, RunOn, load_graph, schema_text
+from cryoflow.graph.options import add_option_flags, option_values
+from cryoflow.settings import RunSettings
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ccworkflow`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args)
+    except SystemExit as e:  # argparse: --help, --version or a bad flag
+        return e.code if isinstance(e.code, int) else EXIT_INVALID
+
+
+def _main(args: list[str]) -> int:
+    first, _ = build_parser(add_help=False).parse_known_args(args)
+    if first.schema:
+        print(schema_text(), end="")
+        return EXIT_OK
+    if first.graph is None:
+        build_parser().parse_args(args)  # prints help for -h
+        return _fail(["give a graph file, e.g. ccworkflow workflows/demo.json --validate"])
+    graph = _load(first, help_asked="-h" in args or "--help" in args)
+    if graph is None:
+        return EXIT_INVALID
+    parser = build_parser()
+    add_option_flags(parser, graph)
+    ns = parser.parse_args(args)
+    return _act(graph, ns)
+
+
+def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
+    """The parser of ``ccworkflow``'s own flags (a graph's options are added later)."""
+    parser = argparse.ArgumentParser(
+        prog="ccworkflow",
+        description="Check, explain or run a cryoflow workflow graph.",
+        add_help=add_help,
+        allow_abbrev=False,
+    )
+    parser.add_argument("graph", nargs="?", metavar="GRAPH", help="graph file (JSON or YAML)")
+    parser.add_argument("--version", action="version", version=f"cryoflow {cryoflow.__version__}")
+    _add_actions(parser.add_argument_group("what to do (default: run the graph)"))
+    _add_run_flags(parser.add_argument_group("running"))
+    return parser
+
+
+def _add_actions(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--validate", action="store_true", help="check the graph and exit")
+    group.add_argument("--explain", action="store_true", help="print the resolved graph")
+    group.add_argument("--schema", action="store_true", help="print the graph JSON Schema")
+    group.add_argument("--dot", action="store_true", help="print the graph as Graphviz dot")
+    group.add_argument("--lenient", action="store_true", help="unknown keys are warnings")
+    group.add_argument(
+        "--modules",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="a folder of modules (repeatable; also CRYOFLOW_MODULES)",
+    )
+
+
+def _add_run_flags(group: argparse._ArgumentGroup) -> None:
+    add = group.add_argument
+    add("--state", type=Path, metavar="DIR", help="state folder (default .cryoflow/NAME)")
+    add("--fresh", action="store_true", help="discard the saved state and start over")
+    add("--workers", type=_count, metavar="N", help="normal workers (default: one per CPU)")
+    add("--admin-workers", type=_count, default=1, metavar="N", help="admin workers (1)")
+    add("--gpus", type=_count, metavar="N", help="GPU workers (default: as detected)")
+    add("--config", type=Path, metavar="FILE", help="config tree (TOML, YAML or JSON)")
+    add("--report", type=Path, metavar="FILE", help="write a JSON report on exit")
+    add("--loglevel", type=str.upper, choices=LOGLEVELS, default="INFO", help="log level")
+    add("--http", metavar="HOST:PORT", type=_host_port, help="HTTP API (127.0.0.1:0)")
+    add("--no-http", action="store_true", help="no HTTP API")
+    add("--executor", choices=("local", "dask"), default="local", help="where jobs run")
+    add("--scheduler", metavar="URL", help="Dask scheduler, e.g. tcp://host:8786")
+    add("--kubernetes", action="store_true", help="run 'image' nodes as Kubernetes Jobs")
+    add("--nocache", action="store_true", help="ignore cached results")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _host_port(text: str) -> str:
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT, e.g. 127.0.0.1:8080")
+    return text
+
+
+def _module_paths(ns: argparse.Namespace) -> tuple[Path, ...]:
+    from_env = os.environ.get("CRYOFLOW_MODULES", "")
+    return (*ns.modules, *(Path(p) for p in from_env.split(os.pathsep) if p))
+
+
+def _load(ns: argparse.Namespace, *, help_asked: bool) -> Graph | None:
+    try:
+        return load_graph(ns.graph, module_paths=_module_paths(ns), lenient=ns.lenient, warn=_warn)
+    except GraphError as e:
+        if help_asked:
+            build_parser().print_help()
+        _fail(getattr(e, "problems", None) or [str(e)])
+        return None
+
+
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
+
+
+def _fail(problems: Sequence[str]) -> int:
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if len(problems) > 1:
+        print(f"{len(problems)} problems found", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _act(graph: Graph, ns: argparse.Namespace) -> int:
+    if ns.validate:
+        print(f"{graph.source}: ok ({_summary(graph)})")
+        return EXIT_OK
+    if ns.explain or ns.dot:
+        print(explain(graph) if ns.explain else to_dot(graph), end="")
+        return EXIT_OK
+    try:
+        options = option_values(graph, ns)
+        settings = run_settings(ns)
+    except (OptionError, ConfigError) as e:
+        return _fail([str(e)])
+    from cryoflow.runner import run_workflow
+
+    return run_workflow(graph, options, settings)
+
+
+def _summary(graph: Graph) -> str:
+    inputs = len(graph.input_nodes)
+    return (
+        f"{len(graph)} node{'s' * (len(graph) != 1)}, {inputs} input"
+        f"{'s' * (inputs != 1)}, {len(graph.options)} option{'s' * (len(graph.options) != 1)}"
+    )
+
+
+def run_settings(ns: argparse.Namespace) -> RunSettings:
+    """The :class:`RunSettings` that the parsed flags ask for."""
+    return RunSettings(
+        state_dir=ns.state,
+        fresh=ns.fresh,
+        module_paths=_module_paths(ns),
+        workers=ns.workers,
+        admin_workers=ns.admin_workers,
+        gpus=ns.gpus,
+        config=load_config(ns.config) if ns.config else {},
+        report_path=ns.report,
+        loglevel=ns.loglevel,
+        http=None if ns.no_http else (ns.http or "127.0.0.1:0"),
+        executor=ns.executor,
+        scheduler=ns.scheduler,
+        kubernetes=ns.kubernetes,
+        nocache=ns.nocache,
+    )
+
+
+def load_config(path: Path) -> Mapping[str, Any]:
+    """Read a config tree from a TOML, YAML or JSON file; raise :class:`ConfigError`."""
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: use a .toml, .yaml, .yml or .json file")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}") from None
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a table of keys, not {type(data).__name__}"
+        )
+    return data
+
+
+# --explain and --dot
+
+
+def explain(graph: Graph) -> str:
+    """The resolved graph as text: options, nodes, edges, flow grouping, worker classes."""
+    lines = [f"workflow {graph.name!r} from {graph.source}"]
+    if graph.description:
+        lines.append(f"  {graph.description}")
+    lines += _explain_options(graph)
+    lines.append("nodes (in the order they can run):")
+    for node in graph:
+        lines += _explain_node(node)
+    lines.append("edges:")
+    lines += [f"  {parent} -> {child}" for parent, child in graph.edges]
+    if graph.flow is not None:
+        lines.append(f"flow grouping: {graph.flow}")
+    lines.append("worker classes needed:")
+    lines += _explain_classes(graph)
+    return "\n".join(lines) + "\n"
+
+
+def _explain_options(graph: Graph) -> list[str]:
+    if not graph.options:
+        return ["options: none"]
+    lines = ["options:"]
+    for spec in graph.options.values():
+        default = (
+            "required" if spec.required else f"default {json.dumps(spec.default, default=str)}"
+        )
+        lines.append(f"  --{spec.name}  {spec.type}, {default}  {spec.help}".rstrip())
+    return lines
+
+
+def _explain_node(node: Node) -> list[str]:
+    kind = "input node" if node.is_input else ("global node" if node.is_global else "node")
+    lines = [
+        f"  {node.name}: {kind}, module {node.module}"
+        + (f" ({node.module_ref})" if node.module_ref else "")
+    ]
+    lines.append(f"      after: {', '.join(node.parents)}")
+    details = _node_details(node)
+    if details:
+        lines.append(f"      {'; '.join(details)}")
+    for name, spec in node.args.items():
+        lines.append(f"      arg {name} = {_describe_arg(spec)}")
+    for key in ("callable", "funcname", "executortype"):
+        if node.extra.get(key) is not None:
+            lines.append(f"      {key}: {node.extra[key]}")
+    return lines
+
+
+def _node_details(node: Node) -> list[str]:
+    details = [f"worker {node.needs.value}", f"priority {node.priority}"]
+    if node.run_on is not RunOn.ALWAYS:
+        details.append(f"runOn {node.run_on.value}")
+    optional = [
+        ("runIf", node.run_if_text),
+        ("splitOn", node.split_on),
+        ("loop", node.loop),
+        ("timeout", node.timeout_s),
+        ("max_parallel", node.max_parallel),
+        ("docker", node.docker),
+        ("image", node.image),
+        ("serviceURL", node.service_url),
+    ]
+    details += [f"{key} {value}" for key, value in optional if value is not None]
+    flags = [
+        ("merge", node.merge),
+        ("deferred", node.deferred),
+        ("resolveOnAny", node.resolve_on_any),
+        ("runOnHead", node.run_on_head),
+    ]
+    details += [key for key, value in flags if value]
+    if node.retries:
+        details.append(f"retries {node.retries} (delay {node.retry_delay_s:g} s)")
+    return details
+
+
+def _describe_arg(spec: ArgSpec) -> str:
+    if spec.source is ArgSource.LITERAL:
+        text = json.dumps(spec.value, default=str)
+    elif spec.source is ArgSource.DEFAULT:
+        text = f"default {json.dumps(spec.default, default=str)}"
+    else:
+        text = f"{spec.source.value} {spec.ref}"
+        if spec.has_default:
+            text += f" (default {json.dumps(spec.default, default=str)})"
+    extras = [spec.type] if spec.type else []
+    extras += [f"{k}={v}" for k, v in spec.flags.items()]
+    return text + (f" [{', '.join(extras)}]" if extras else "")
+
+
+def _explain_classes(graph: Graph) -> list[str]:
+    classes: dict[str, list[str]] = {}
+    for node in graph:
+        if not node.is_input:
+            classes.setdefault(node.needs.value, []).append(node.name)
+    return [f"  {cls}: {', '.join(names)}" for cls, names in sorted(classes.items())] or ["  none"]
+
+
+def to_dot(graph: Graph) -> str:
+    """The graph in Graphviz dot: inputs as ellipses, global nodes dashed."""
+    lines = [
+        f"digraph {json.dumps(graph.name)} {{",
+        "  rankdir=TB;",
+        f"  {json.dumps(ENTRY)} [shape=point];",
+    ]
+    for node in graph:
+        shape = "ellipse" if node.is_input else "box"
+        style = ", style=dashed" if node.is_global else ""
+        label = json.dumps(f"{node.name}\n{node.module}")
+        lines.append(f"  {json.dumps(node.name)} [label={label}, shape={shape}{style}];")
+    for parent, child in graph.edges:
+        lines.append(f"  {json.dumps(parent)} -> {json.dumps(child)};")
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
