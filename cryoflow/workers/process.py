@@ -46,7 +46,7 @@ FLUSH_S = 0.05
 LOG_CAP_BYTES = 1 << 20
 """Log text (``worker.log`` and captured output) forwarded per job; the rest is counted."""
 _PR_SET_PDEATHSIG = 1
-_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
+_TASK_FIELDS = tuple((f.name, f.default) for f in dataclasses.fields(Task))
 
 
 # Encoding
@@ -67,22 +67,33 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
+_ENCODER = json.JSONEncoder(default=json_default, separators=(",", ":"))
+
+
 def encode(message: Mapping[str, Any]) -> bytes:
     """One wire message as compact UTF-8 JSON."""
-    return json.dumps(message, default=json_default, separators=(",", ":")).encode()
+    return _ENCODER.encode(message).encode()
 
 
 def encode_task(task: Task) -> bytes:
-    """A task as sent to a worker (its fields as a JSON object)."""
-    return encode({name: getattr(task, name) for name in _TASK_FIELDS})
+    """A task as sent to a worker: a JSON object of its fields that differ from defaults."""
+    fields = {}
+    for name, default in _TASK_FIELDS:
+        value = getattr(task, name)
+        if default is dataclasses.MISSING or value != default:
+            fields[name] = value
+    return encode(fields)
 
 
 def decode_task(data: dict[str, Any]) -> Task:
     """The inverse of :func:`encode_task`, from the parsed JSON object."""
-    data["worker_class"] = WorkerClass(data.get("worker_class", "normal"))
-    data["post"] = tuple(data.get("post") or ())
-    data["volumes"] = tuple(tuple(v) for v in data.get("volumes") or ())
-    data["module_paths"] = tuple(data.get("module_paths") or ())
+    if "worker_class" in data:
+        data["worker_class"] = WorkerClass(data["worker_class"])
+    for name in ("post", "module_paths"):
+        if name in data:
+            data[name] = tuple(data[name])
+    if "volumes" in data:
+        data["volumes"] = tuple(tuple(v) for v in data["volumes"])
     return Task(**data)
 
 
@@ -178,6 +189,7 @@ class OutputCapture:
         self._publish = publish
         self._lock = threading.Lock()
         self._active = False
+        self._probe = select.poll()
         self.original_stderr = os.dup(2)
         self._pipes: dict[int, tuple[str, bytearray]] = {}
         for fd, level in ((1, "INFO"), (2, "WARNING")):
@@ -186,6 +198,7 @@ class OutputCapture:
             os.close(write_end)
             os.set_blocking(read_end, False)
             self._pipes[read_end] = (level, bytearray())
+            self._probe.register(read_end, select.POLLIN)
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "reconfigure"):
                 stream.reconfigure(line_buffering=True)
@@ -199,8 +212,12 @@ class OutputCapture:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         with self._lock:
-            for fd in self._pipes:
-                self._drain(fd, final=True)
+            for fd, _ in self._probe.poll(0):
+                self._drain(fd)
+            for level, partial in self._pipes.values():
+                if partial:
+                    self._emit(level, bytes(partial))
+                    partial.clear()
             self._active = False
 
     def _pump(self) -> None:
@@ -210,9 +227,9 @@ class OutputCapture:
         while True:
             for fd, _ in poller.poll():
                 with self._lock:
-                    self._drain(fd, final=False)
+                    self._drain(fd)
 
-    def _drain(self, fd: int, final: bool) -> None:
+    def _drain(self, fd: int) -> None:
         level, partial = self._pipes[fd]
         while True:
             try:
@@ -225,9 +242,6 @@ class OutputCapture:
             cut = partial.rfind(b"\n") + 1 if len(partial) < 1 << 16 else len(partial)
             self._emit(level, bytes(partial[:cut]))
             del partial[:cut]
-        if final and partial:
-            self._emit(level, bytes(partial))
-            partial.clear()
 
     def _emit(self, level: str, data: bytes) -> None:
         if not data:

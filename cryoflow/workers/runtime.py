@@ -170,15 +170,14 @@ class _Meter:
     def __init__(self) -> None:
         self.started = time.time()
         self.t0 = time.perf_counter()
-        self.cpu0 = _cpu_seconds()
+        self.cpu0 = _cpu_seconds(*_usage())
 
     def stats(self, worker: WorkerHandle) -> dict[str, Any]:
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        own, children = _usage()
         return {
             "runtime": time.perf_counter() - self.t0,
-            "cpu_time": _cpu_seconds() - self.cpu0,
-            "max_memory": max(own, children) * 1024,
+            "cpu_time": _cpu_seconds(own, children) - self.cpu0,
+            "max_memory": max(own.ru_maxrss, children.ru_maxrss) * 1024,
             "started": self.started,
             "finished": time.time(),
             "worker": worker.name,
@@ -186,9 +185,11 @@ class _Meter:
         }
 
 
-def _cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+def _usage() -> tuple[resource.struct_rusage, resource.struct_rusage]:
+    return resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+
+
+def _cpu_seconds(own: resource.struct_rusage, children: resource.struct_rusage) -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
@@ -219,7 +220,8 @@ def find_module(name: str, paths: tuple[str, ...] = ()) -> str:
 def _make_entry(name: str, module: ModuleType) -> _Entry:
     call = getattr(module, "process_task", None)
     if not callable(call):
-        raise ModuleLoadError(f"module {name!r} ({module.__name__}) has no process_task function")
+        where = getattr(module, "__file__", None) or module.__name__
+        raise ModuleLoadError(f"module {name!r} ({where}) has no process_task function")
     declared = getattr(module, "ccmodule", None)
     outputs = declared.get("outputs") if isinstance(declared, dict) else None
     return _Entry(call, _takes_cancel(call), tuple(outputs) if isinstance(outputs, dict) else ())
