@@ -26,7 +26,7 @@ from cryoflow.engine.records import (
 )
 from cryoflow.errors import StoreError, StoreFullError
 from cryoflow.graph.model import Outcome, WorkerClass
-from cryoflow.store import Store, codec, schema
+from cryoflow.store import Store, codec, guard, schema
 from cryoflow.store import sqlite as store_sqlite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,6 +117,18 @@ def test_a_store_of_another_workflow_is_refused(tmp_path: Path) -> None:
     Store.open(tmp_path, workflow="wf").close()
     with pytest.raises(StoreError, match="holds the state of workflow 'wf', not 'other'"):
         Store.open(tmp_path, workflow="other")
+
+
+def test_a_state_folder_on_a_network_file_system_is_refused() -> None:
+    info = (
+        "1 0 0:1 / / rw - ext4 /dev/vda rw\n"
+        "2 1 0:2 / /mnt/nas rw shared:1 - nfs4 srv:/x rw\n"
+        "3 2 0:3 / /mnt/nas/local\\040disk rw - ext4 /dev/vdb rw\n"
+    )
+    with pytest.raises(StoreError, match=r"network file system \(nfs4\).*local disk"):
+        guard.check_local(Path("/mnt/nas/state"), mountinfo=info)
+    guard.check_local(Path("/mnt/nas/local disk/state"), mountinfo=info)
+    guard.check_local(Path("/home/x/state"), mountinfo=info)
 
 
 # ---------------------------------------------------------------------- pebbles

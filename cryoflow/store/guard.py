@@ -144,6 +144,42 @@ def sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "afs"})
+"""File systems on which SQLite's locking and WAL index are not safe."""
+
+
+def check_local(state_dir: Path, *, mountinfo: str | None = None) -> None:
+    """Refuse a state folder on a network file system (SQLite corrupts data there).
+
+    ``mountinfo`` is the text of ``/proc/self/mountinfo``, read when not given; where it
+    cannot be read (not Linux) the check is skipped.
+    """
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return
+    fstype = _fs_type(state_dir.resolve(), mountinfo)
+    if fstype in NETWORK_FS:
+        raise StoreError(
+            f"state folder {state_dir} is on a network file system ({fstype}), where "
+            "SQLite can corrupt the state; pick a folder on a local disk with --state"
+        )
+
+
+def _fs_type(path: Path, mountinfo: str) -> str | None:
+    """The type of the file system mounted deepest above ``path``."""
+    best, fstype = -1, None
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount = Path(fields[4].replace("\\040", " "))
+        if path.is_relative_to(mount) and len(mount.parts) > best:
+            best, fstype = len(mount.parts), line.split(" - ", 1)[1].split(" ", 1)[0]
+    return fstype
+
+
 def make_dir(state_dir: Path) -> None:
     """Create the state folder (and its parents) or say why it cannot be."""
     try:

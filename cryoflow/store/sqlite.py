@@ -110,6 +110,7 @@ class Store(Queries):
         now = time.time() if now is None else now
         state_dir = Path(state_dir).absolute()
         guard.make_dir(state_dir)
+        guard.check_local(state_dir)
         lock = StateLock.acquire(state_dir)
         try:
             db = _prepare(state_dir / DB_NAME, workflow=workflow, fresh=fresh, now=now)
