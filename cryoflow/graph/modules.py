@@ -105,7 +105,7 @@ class ModuleFinder:
         return found
 
     def _lookup(self, name: str) -> ModuleInfo:
-        if not _NAME.fullmatch(name):
+        if not _NAME.fullmatch(name) or name.endswith(".py"):
             raise ModuleLoadError(
                 f"module name {name!r} is not valid: use a module file's name without "
                 "'.py' (letters, digits and '_') or a dotted import name, and add its "
