@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,17 +196,11 @@ def run_settings(ns: argparse.Namespace) -> RunSettings:
 
 def load_config(path: Path) -> Mapping[str, Any]:
     """Read a config tree from a TOML, YAML or JSON file; raise :class:`ConfigError`."""
-    suffix = path.suffix.lower()
+    parse = _CONFIG_PARSERS.get(path.suffix.lower())
+    if parse is None:
+        raise ConfigError(f"config file {path}: use a .toml, .yaml, .yml or .json file")
     try:
-        text = path.read_text(encoding="utf-8")
-        if suffix == ".toml":
-            data: Any = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise ConfigError(f"config file {path}: use a .toml, .yaml, .yml or .json file")
+        data = parse(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} cannot be read: {e}") from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
@@ -216,6 +210,14 @@ def load_config(path: Path) -> Mapping[str, Any]:
             f"config file {path} must hold a table of keys, not {type(data).__name__}"
         )
     return data
+
+
+_CONFIG_PARSERS: Mapping[str, Callable[[str], Any]] = {
+    ".toml": tomllib.loads,
+    ".yaml": yaml.safe_load,
+    ".yml": yaml.safe_load,
+    ".json": json.loads,
+}
 
 
 # --explain and --dot
