@@ -105,7 +105,7 @@ def test_a_missing_module_error_names_every_folder_tried(tmp_path: Path) -> None
     message = str(caught.value)
     for folder in (tmp_path, MODULES, builtin_modules_dir()):
         assert str(folder) in message
-    assert "then for an importable module 'nowhere_to_be_found'" in message
+    assert "then looked for an importable module 'nowhere_to_be_found'" in message
 
 
 def test_a_literal_ccmodule_is_read_without_importing_the_file(tmp_path: Path) -> None:

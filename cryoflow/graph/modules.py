@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import re
 import sys
@@ -119,26 +120,40 @@ class ModuleFinder:
         return self._import_name(name)
 
     def _import_name(self, name: str) -> ModuleInfo:
-        tried = ", ".join(str(p) for p in self.paths)
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError) as e:
-            spec = None
-            why = f" ({e})"
-        else:
-            why = ""
-        if spec is None:
+        origin = _locate(name)
+        if origin is None:
+            tried = ", ".join(str(p) for p in self.paths)
+            where = "" if "." in name else f"looked for {name}.py in {tried}, then "
             raise ModuleLoadError(
-                f"module {name!r} was not found: looked for {name}.py in {tried}, "
-                f"then for an importable module {name!r}{why}; add its folder with --modules"
+                f"module {name!r} was not found: {where}looked for an importable module "
+                f"{name!r} with Python source on sys.path; add its folder with --modules"
             )
-        origin = spec.origin if spec.origin and spec.has_location else None
-        decl = _read_source(origin) if origin and origin.endswith(".py") else None
-        if decl is not None and not decl.has_ccmodule:
+        decl = _read_source(origin)
+        if not decl.has_ccmodule:
             raise ModuleLoadError(
                 f"module {name!r} ({origin}) has no ccmodule dict, so it is not a cryoflow module"
             )
-        return _info(name, name, decl if decl and decl.ccmodule is not None else None)
+        return _info(name, name, decl if decl.ccmodule is not None else None)
+
+
+def _locate(name: str) -> str | None:
+    """The source file of an importable dotted name, found without importing anything.
+
+    Parent packages are located, not imported, so looking up a name never runs code.
+    Only Python source files count.
+    """
+    search: list[str] | None = None
+    origin: str | None = None
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:depth]), search)
+        if spec is None:
+            return None
+        search = list(spec.submodule_search_locations or [])
+        origin = spec.origin if spec.has_location else None
+        if depth < len(parts) and not search:
+            return None
+    return origin if origin and origin.endswith(".py") else None
 
 
 def _file_in(folder: Path, name: str) -> Path | None:
