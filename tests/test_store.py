@@ -289,15 +289,12 @@ def test_job_started_and_finished_are_recorded_and_a_repeated_report_is_ignored(
     job = spec(pid)
     queue(store, job)
     with store.batch() as b:
-        assert b.job_started(job.id, worker="w1", host="h1", now=12.0)
-        assert b.job_finished(
+        b.job_started(job.id, worker="w1", host="h1", now=12.0)
+        b.job_finished(
             job.id, outcome="success", retval={"x": 1}, error=None, stats={"t": 1}, now=13.0
         )
     with store.batch() as b:
-        again = b.job_finished(
-            job.id, outcome="error", retval=None, error="late", stats={}, now=14.0
-        )
-        assert not again
+        b.job_finished(job.id, outcome="error", retval=None, error="late", stats={}, now=14.0)
     row = store.job(job.id)
     assert row is not None
     assert (row["state"], row["outcome"], row["retval"], row["error"]) == (
@@ -322,7 +319,24 @@ def test_cancel_stops_queued_and_running_jobs_but_not_finished_ones(store: Store
     states = {j["id"]: j["state"] for j in store.jobs(pebble_id=pid)}
     assert states == {queued.id: "cancelled", running.id: "cancelled", done.id: "done"}
     with store.batch() as b:
-        assert not b.job_started(queued.id, worker="w", host="h", now=4.0)
+        b.job_started(queued.id, worker="w", host="h", now=4.0)
+    assert must(store.job(queued.id))["state"] == "cancelled"
+
+
+def test_writes_in_one_batch_take_effect_in_call_order(store: Store) -> None:
+    (pid,) = add(store)
+    first, second = spec(pid, "A"), spec(pid, "B")
+    with store.batch() as b:
+        b.apply([QueueJob(first), QueueJob(second)], now=1.0)
+        b.job_started(first.id, worker="w", host="h", now=2.0)
+        b.job_finished(first.id, outcome="success", retval=1, error=None, stats={}, now=3.0)
+        b.apply([CancelJob(first.id)], now=4.0)
+        b.job_started(second.id, worker="w", host="h", now=5.0)
+        assert b.requeue_running(now=6.0) == [second.id]
+        b.job_finished(second.id, outcome="success", retval=2, error=None, stats={}, now=7.0)
+    assert must(store.job(first.id))["state"] == "done"
+    assert must(store.job(first.id))["retval"] == 1
+    assert must(store.job(second.id))["outcome"] == "lost"
 
 
 def test_requeue_running_closes_running_jobs_as_lost_and_returns_their_ids(store: Store) -> None:

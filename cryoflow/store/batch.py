@@ -73,6 +73,24 @@ class Batch:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._events: list[tuple[float, str, int | None, str | None, str | None]] = []
+        self._held_sql = ""
+        self._held: list[tuple[Any, ...]] = []
+
+    def _hold(self, sql: str, row: tuple[Any, ...]) -> None:
+        """Queue ``row`` for ``sql``; runs of the same statement go out as one executemany.
+
+        Every other write or read releases the held rows first, so statements still
+        take effect in call order.
+        """
+        if sql is not self._held_sql:
+            self._release()
+            self._held_sql = sql
+        self._held.append(row)
+
+    def _release(self) -> None:
+        if self._held:
+            self._conn.executemany(self._held_sql, self._held)
+            self._held = []
 
     def add_pebble(
         self,
@@ -90,6 +108,7 @@ class Batch:
         earlier pebble's id comes back as ``(id, False)``. ``pebble_id`` None lets the
         store pick ``max(id) + 1``. A ``seen_key`` is also recorded in ``seen``.
         """
+        self._release()
         existing = self._existing(idem_key, seen_key)
         if existing is not None:
             return existing, False
@@ -116,6 +135,7 @@ class Batch:
         a queued job unless its id exists; CancelJob cancels a job that is queued or
         running; PebbleDone closes the pebble with its outcome and failed nodes.
         """
+        self._release()
         nodes: list[tuple[Any, ...]] = []
         jobs: list[tuple[Any, ...]] = []
         cancels: list[tuple[float, str]] = []
@@ -146,12 +166,11 @@ class Batch:
             if rows:
                 self._conn.executemany(sql, rows)
 
-    def job_started(self, job_id: str, *, worker: str, host: str, now: float) -> bool:
-        """Mark a queued job running on ``worker``@``host``; False if it was not queued."""
-        cursor = self._conn.execute(START_JOB, (now, worker, host, job_id))
+    def job_started(self, job_id: str, *, worker: str, host: str, now: float) -> None:
+        """Mark a queued job running on ``worker``@``host`` (no change if not queued)."""
+        self._hold(START_JOB, (now, worker, host, job_id))
         data = codec.dumps({"worker": worker, "host": host})
         self._events.append((now, "job_started", None, job_id, data))
-        return cursor.rowcount > 0
 
     def job_finished(
         self,
@@ -162,16 +181,16 @@ class Batch:
         error: str | None,
         stats: Mapping[str, Any],
         now: float,
-    ) -> bool:
-        """Record a job's result; False (and nothing changed) if it was already done.
+    ) -> None:
+        """Record a job's result, unless the job is already done.
 
-        A repeated report of the same job is therefore applied once.
+        A repeated report of the same job therefore changes nothing. ``retval`` None is
+        stored as NULL, empty ``stats`` likewise.
         """
         retval_json = None if retval is None else codec.dumps(retval)
-        row = (outcome, retval_json, error, codec.dumps_opt(stats), now, job_id)
-        cursor = self._conn.execute(FINISH_JOB, row)
+        stats_json = codec.dumps(stats) if stats else None
+        self._hold(FINISH_JOB, (outcome, retval_json, error, stats_json, now, job_id))
         self._events.append((now, "job_finished", None, job_id, _outcome_event(outcome)))
-        return cursor.rowcount > 0
 
     def requeue_running(self, *, now: float) -> list[str]:
         """At resume: close every job left ``running`` and return their ids.
@@ -180,6 +199,7 @@ class Batch:
         not count it again); the head hands the ids to the engine as lost jobs, which
         queues the next attempts in the same batch.
         """
+        self._release()
         running = self._conn.execute(RUNNING_JOBS).fetchall()
         self._conn.execute(LOSE_RUNNING, (LOST_REASON, now))
         self._events.extend((now, "job_lost", pid, jid, None) for jid, pid in running)
@@ -187,12 +207,14 @@ class Batch:
 
     def set_status(self, channel: str, key: str, value: Any, *, now: float) -> None:
         """Keep the latest ``value`` of ``channel``/``key`` (no event is added)."""
+        self._release()
         self._conn.execute(PUT_STATUS, (channel, key, codec.dumps(value), now))
 
     def add_logs(
         self, rows: Iterable[tuple[float, str, int | None, str | None, str | None, str]]
     ) -> None:
         """Append ``(ts, level, pebble_id, job_id, node, message)`` log rows (no events)."""
+        self._release()
         self._conn.executemany(INSERT_LOG, rows)
 
     def add_event(
@@ -210,10 +232,12 @@ class Batch:
 
     def has_seen(self, key: str) -> bool:
         """Whether a pebble was stored with ``seen_key=key``."""
+        self._release()
         return self._conn.execute(HAS_SEEN, (key,)).fetchone() is not None
 
     def flush(self) -> None:
-        """Write the buffered event rows (called by :meth:`Store.batch` before COMMIT)."""
+        """Write held rows and buffered events (:meth:`Store.batch` calls it before COMMIT)."""
+        self._release()
         if self._events:
             self._conn.executemany(INSERT_EVENT, self._events)
             self._events.clear()

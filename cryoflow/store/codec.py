@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, fields
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Any
 
 from cryoflow.engine.records import (
@@ -115,7 +116,7 @@ def node_row(pebble_id: int, node: str, branch: Branch, state: NodeState) -> tup
     return (
         pebble_id,
         node,
-        branch_key(branch),
+        branch_key(branch) if branch else "",
         state.status.value,
         state.outcome,
         None if state.output is None else dumps(state.output),
@@ -198,12 +199,12 @@ def _spec_extra(spec: JobSpec) -> dict[str, Any]:
 
 
 def job_row(spec: JobSpec, now: float) -> tuple[Any, ...]:
-    """The values of :data:`INSERT_JOB` (state ``queued``, created ``now``)."""
+    """The values of the ``jobs`` insert in :mod:`cryoflow.store.batch` (created ``now``)."""
     return (
         spec.id,
         spec.pebble_id,
         spec.node,
-        branch_key(spec.branch),
+        branch_key(spec.branch) if spec.branch else "",
         spec.attempt,
         spec.priority,
         spec.worker_class,
@@ -219,9 +220,9 @@ def job_spec(row: Sequence[Any]) -> JobSpec:
     extra = json.loads(spec)
     for name in ("args", "files", "config"):
         if name in extra:
-            extra[name] = frozen_map(extra[name])
+            extra[name] = MappingProxyType(extra[name])
     if "post" in extra:
-        extra["post"] = tuple(frozen_map(p) for p in extra["post"])
+        extra["post"] = tuple(MappingProxyType(p) for p in extra["post"])
     return JobSpec(
         id=id_,
         pebble_id=pebble_id,

@@ -35,10 +35,12 @@ CREATE TABLE pebbles(
     failed_nodes TEXT,
     created REAL NOT NULL,
     finished REAL,
-    idem_key TEXT UNIQUE,
-    seen_key TEXT UNIQUE
+    idem_key TEXT,
+    seen_key TEXT
 );
 CREATE INDEX pebbles_state ON pebbles(state, outcome);
+CREATE UNIQUE INDEX pebbles_idem_key ON pebbles(idem_key) WHERE idem_key IS NOT NULL;
+CREATE UNIQUE INDEX pebbles_seen_key ON pebbles(seen_key) WHERE seen_key IS NOT NULL;
 
 CREATE TABLE nodes(
     pebble_id INTEGER NOT NULL REFERENCES pebbles(id),
