@@ -64,10 +64,14 @@ LOST_REASON = "the head stopped while this job was running"
 
 
 class Batch:
-    """The writes of one transaction; get one from :meth:`Store.batch`.
+    """The writes of one transaction; get one from :meth:`Store.batch`, use it only
+    inside that ``with`` block.
 
-    Every write appends a compact row to ``events`` (the web view's resume cursor);
-    those rows are written together just before the commit, in call order.
+    Each pebble, job and node write also appends a compact row to ``events`` (the web
+    view's resume cursor): pebble_added, job_queued, node_changed, job_cancelled,
+    pebble_done, job_started, job_finished, job_lost, plus :meth:`add_event`. Status
+    values and log lines add none. Event rows are written just before the commit, in
+    call order.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -195,9 +199,10 @@ class Batch:
     def requeue_running(self, *, now: float) -> list[str]:
         """At resume: close every job left ``running`` and return their ids.
 
-        Each one becomes ``done`` with outcome ``lost`` (so that a later restart does
-        not count it again); the head hands the ids to the engine as lost jobs, which
-        queues the next attempts in the same batch.
+        Each one becomes ``done`` with outcome ``lost``, so that it is neither listed by
+        ``open_jobs`` nor counted again at a later restart. Call it in the resume batch
+        and hand the ids to the engine as lost jobs there: its next attempts are then
+        queued in the same transaction.
         """
         self._release()
         running = self._conn.execute(RUNNING_JOBS).fetchall()
