@@ -1,0 +1,557 @@
+"""The ``s3://`` stager (boto3): ``s3://bucket/key`` and ``s3://host[:port]/bucket/key``.
+
+Endpoint, region and credentials come from :class:`S3Settings` or, where unset, from
+the standard AWS environment and profile; never from the URL. Large objects move in
+parts on a small thread pool, each part read or written at its own offset, so memory
+stays flat: at most ``max_concurrency`` parts of ``part_bytes`` are held at once.
+
+Downloads are checked against the size and the ETag the server announced: a plain ETag
+is the MD5 of the object, a multipart one (``md5-N``) the MD5 of the parts' MD5s, for
+which the part size is asked from the server (``HEAD ?partNumber=1``). Parallel ranges
+are pinned to that ETag with ``If-Match``, so an object replaced mid-download fails
+(and is retried) instead of mixing two versions. Uploads send ``Content-MD5`` for every
+request; a failed multipart upload is aborted, at once or, when the server is away, at
+the next push or at :meth:`S3Stager.close`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import botocore.exceptions as bexc
+from botocore.config import Config
+
+from cryoflow.errors import StagingError, TransientStagingError
+from cryoflow.staging.base import Meta, MissingObjectError, ParsedURL
+from cryoflow.staging.config import S3Settings, StagingConfig
+from cryoflow.staging.retry import is_transient_os_error, is_transient_status, local_write_error
+
+T = TypeVar("T")
+MIN_PART_BYTES = 5 << 20
+MAX_PARTS = 10_000
+CHUNK = 1 << 20
+_MISSING = ("NoSuchKey", "404", "NotFound")
+_DENIED = (
+    "AccessDenied",
+    "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+)
+_THROTTLED = (
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestLimitExceeded",
+    "PreconditionFailed",
+    "412",
+)
+_NETWORK = (bexc.HTTPClientError, bexc.ResponseStreamingError, bexc.IncompleteReadError)
+_NO_CREDENTIALS = (bexc.NoCredentialsError, bexc.PartialCredentialsError, bexc.ProfileNotFound)
+
+
+def classify(exc: BaseException, url: ParsedURL, doing: str) -> StagingError:
+    """Map a boto3/botocore/OS error to a permanent or transient :class:`StagingError`."""
+    if isinstance(exc, StagingError):
+        return exc
+    if isinstance(exc, bexc.ClientError):
+        return _client_error(exc, url, doing)
+    if isinstance(exc, _NO_CREDENTIALS):
+        return StagingError(
+            f"cannot {doing} {url}: no usable S3 credentials ({exc}); set "
+            "staging.s3.access_key/secret_key or the AWS environment"
+        )
+    if isinstance(exc, _NETWORK) or is_transient_os_error(exc):
+        return TransientStagingError(f"cannot {doing} {url}: S3 unreachable ({exc})")
+    return StagingError(f"cannot {doing} {url}: {type(exc).__name__}: {exc}")
+
+
+def _client_error(exc: bexc.ClientError, url: ParsedURL, doing: str) -> StagingError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code == "NoSuchBucket":
+        return StagingError(f"cannot {doing} {url}: bucket {url.bucket!r} does not exist")
+    if code in _MISSING:
+        return MissingObjectError(f"cannot {doing} {url}: it does not exist")
+    if code in _DENIED:
+        return StagingError(
+            f"cannot {doing} {url}: access denied ({code}); check the S3 "
+            "credentials and the bucket policy"
+        )
+    if code in _THROTTLED or is_transient_status(status):
+        return TransientStagingError(f"cannot {doing} {url}: server said {code or status}")
+    return StagingError(f"cannot {doing} {url}: {code or status}: {error.get('Message', exc)}")
+
+
+def _etag(value: Any) -> str | None:
+    return str(value).strip('"') if value else None
+
+
+def multipart_etag(part_md5s: list[bytes]) -> str:
+    """The ETag S3 gives an object uploaded in these parts (their raw MD5 digests)."""
+    return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"  # noqa: S324
+
+
+def part_size_for(size: int, part_bytes: int) -> int:
+    """The part size for an object of ``size`` bytes: ≥ 5 MiB and at most 10,000 parts."""
+    needed = -(-size // MAX_PARTS)
+    return max(part_bytes, MIN_PART_BYTES, needed)
+
+
+def _ranges(size: int, step: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` pairs covering ``size`` bytes in ``step``-sized pieces."""
+    return [(start, min(step, size - start)) for start in range(0, size, step)]
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """One S3 object: the client to use, its bucket, its key and the URL for messages."""
+
+    client: Any
+    url: ParsedURL
+
+    @property
+    def loc(self) -> dict[str, str]:
+        return {"Bucket": self.url.bucket, "Key": self.url.key}
+
+
+class S3Stager:
+    """Objects in S3 (AWS, Ceph RGW, moto, MinIO, ...)."""
+
+    def __init__(self, config: StagingConfig) -> None:
+        self.settings = config.s3
+        self._session: Any = None
+        self._clients: dict[str | None, Any] = {}
+        self._orphans: list[tuple[_Ref, str]] = []
+        self._lock = threading.Lock()
+
+    # -- the interface
+
+    def stat(self, url: ParsedURL) -> Meta:
+        ref = self._ref(url)
+        if url.is_folder:
+            return self._stat_prefix(ref)
+        try:
+            return _meta(self._call(ref, "read", lambda: ref.client.head_object(**ref.loc)))
+        except MissingObjectError:
+            if self._has_prefix(ref, url.key + "/"):
+                return Meta(is_dir=True)
+            raise
+
+    def fetch(self, url: ParsedURL, dest: Path, *, expected: Meta | None = None) -> Meta:
+        ref = self._ref(url)
+        meta = _meta(self._call(ref, "read", lambda: ref.client.head_object(**ref.loc)))
+        _check_expected(meta, expected, url)
+        part_bytes = self._etag_part_bytes(ref, meta)
+        hasher = _EtagHasher(part_bytes)
+        with open(dest, "w+b") as out:
+            if (meta.size or 0) <= self.settings.multipart_threshold_bytes:
+                self._get_whole(ref, meta, out.fileno(), hasher)
+            else:
+                self._get_ranges(ref, meta, out.fileno(), hasher)
+        _verify(meta, hasher, url, dest)
+        return replace(meta, sha256=None)
+
+    def push(self, src: Path, url: ParsedURL) -> str:
+        if url.is_folder:
+            raise StagingError(f"cannot upload {src} to the key prefix {url}: name the object")
+        size = _source_size(src)
+        ref = self._ref(url)
+        self._abort_orphans()
+        if size <= self.settings.multipart_threshold_bytes:
+            self._put_whole(ref, src, size)
+        else:
+            self._put_parts(ref, src, size)
+        return url.redacted()
+
+    def remove(self, url: ParsedURL, *, recursive: bool = False) -> None:
+        ref = self._ref(url)
+        if not recursive:
+            if url.is_folder:
+                raise StagingError(f"{url} is a key prefix: remove it with recursive")
+            self._call(ref, "remove", lambda: ref.client.delete_object(**ref.loc))
+            return
+        if not url.key.strip("/"):
+            raise StagingError(f"refusing to remove every object of bucket {url.bucket!r}")
+        for batch in self._list_keys(ref, [url.key.rstrip("/"), url.key.rstrip("/") + "/"]):
+            self._delete_batch(ref, batch)
+
+    def close(self) -> None:
+        self._abort_orphans()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    # -- connections
+
+    def _ref(self, url: ParsedURL) -> _Ref:
+        endpoint = self.settings.endpoint_url
+        if url.host:
+            scheme = "http" if self.settings.allow_http else "https"
+            endpoint = f"{scheme}://{url.netloc(with_user=False)}"
+        with self._lock:
+            if endpoint not in self._clients:
+                self._clients[endpoint] = self._new_client(endpoint, url)
+            return _Ref(self._clients[endpoint], url)
+
+    def _new_client(self, endpoint: str | None, url: ParsedURL) -> Any:
+        s = self.settings
+        try:
+            if self._session is None:
+                self._session = boto3.session.Session(
+                    aws_access_key_id=s.access_key,
+                    aws_secret_access_key=s.secret_key,
+                    aws_session_token=s.session_token,
+                    region_name=s.region,
+                    profile_name=s.profile,
+                )
+            return self._session.client(
+                "s3", endpoint_url=endpoint, config=_client_config(s, endpoint), verify=s.verify_tls
+            )
+        except (bexc.BotoCoreError, ValueError) as exc:
+            raise classify(exc, url, "reach") from exc
+
+    def _call(self, ref: _Ref, doing: str, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except (bexc.BotoCoreError, bexc.ClientError, OSError) as exc:
+            raise classify(exc, ref.url, doing) from exc
+
+    # -- reading
+
+    def _stat_prefix(self, ref: _Ref) -> Meta:
+        if self._has_prefix(ref, ref.url.key):
+            return Meta(is_dir=True)
+        raise MissingObjectError(f"{ref.url} does not exist (no object under that prefix)")
+
+    def _has_prefix(self, ref: _Ref, prefix: str) -> bool:
+        found = self._call(
+            ref,
+            "list",
+            lambda: ref.client.list_objects_v2(Bucket=ref.url.bucket, Prefix=prefix, MaxKeys=1),
+        )
+        return bool(found.get("KeyCount"))
+
+    def _etag_part_bytes(self, ref: _Ref, meta: Meta) -> int | None:
+        """The part size behind a multipart ETag, or None when it cannot be checked."""
+        if not meta.etag or "-" not in meta.etag:
+            return None
+        try:
+            part = ref.client.head_object(**ref.loc, PartNumber=1, IfMatch=f'"{meta.etag}"')
+        except (bexc.BotoCoreError, bexc.ClientError):
+            return 0
+        return int(part.get("ContentLength") or 0)
+
+    def _get_whole(self, ref: _Ref, meta: Meta, fd: int, hasher: _EtagHasher) -> None:
+        pin = {"IfMatch": f'"{meta.etag}"'} if meta.etag else {}
+        response = self._call(ref, "download", lambda: ref.client.get_object(**ref.loc, **pin))
+        offset = self._call(ref, "download", lambda: _drain(response["Body"], fd, 0, hasher.update))
+        if offset != meta.size:
+            raise TransientStagingError(f"{ref.url}: got {offset} of {meta.size} bytes")
+
+    def _get_ranges(self, ref: _Ref, meta: Meta, fd: int, hasher: _EtagHasher) -> None:
+        size = meta.size or 0
+        step = part_size_for(size, self.settings.part_bytes)
+        stop = threading.Event()
+
+        def get(offset: int, length: int) -> None:
+            self._call(ref, "download", lambda: _get_range(ref, meta, fd, offset, length, stop))
+
+        with _Pool(self.settings.max_concurrency, stop) as pool:
+            futures = [pool.submit(get, o, n) for o, n in _ranges(size, step)]
+            for future, (offset, length) in zip(futures, _ranges(size, step)):
+                future.result()
+                if hasher.can_check(meta.etag):
+                    _hash_from_file(fd, offset, length, hasher)
+
+    def _list_keys(self, ref: _Ref, prefixes: list[str]) -> Iterator[list[str]]:
+        paginator = ref.client.get_paginator("list_objects_v2")
+        exact, prefix = prefixes
+        pages = self._call(
+            ref, "list", lambda: list(paginator.paginate(Bucket=ref.url.bucket, Prefix=exact))
+        )
+        keys = [
+            o["Key"]
+            for p in pages
+            for o in p.get("Contents", [])
+            if o["Key"] == exact or o["Key"].startswith(prefix)
+        ]
+        for start in range(0, len(keys), 1000):
+            yield keys[start : start + 1000]
+
+    def _delete_batch(self, ref: _Ref, keys: list[str]) -> None:
+        result = self._call(
+            ref,
+            "remove",
+            lambda: ref.client.delete_objects(
+                Bucket=ref.url.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+            ),
+        )
+        errors = result.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StagingError(
+                f"cannot remove s3://{ref.url.bucket}/{first.get('Key')}: "
+                f"{first.get('Code')}: {first.get('Message')}"
+            )
+
+    # -- writing
+
+    def _put_whole(self, ref: _Ref, src: Path, size: int) -> None:
+        md5 = _file_md5(src)
+        with open(src, "rb") as body:
+            self._call(
+                ref,
+                "upload to",
+                lambda: ref.client.put_object(
+                    **ref.loc, Body=body, ContentLength=size, ContentMD5=md5
+                ),
+            )
+
+    def _put_parts(self, ref: _Ref, src: Path, size: int) -> None:
+        created = self._call(
+            ref, "upload to", lambda: ref.client.create_multipart_upload(**ref.loc)
+        )
+        upload_id = created["UploadId"]
+        try:
+            parts = self._send_parts(ref, src, size, upload_id)
+            self._call(
+                ref,
+                "upload to",
+                lambda: ref.client.complete_multipart_upload(
+                    **ref.loc, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                ),
+            )
+        except BaseException:
+            self._abort(ref, upload_id)
+            raise
+
+    def _send_parts(self, ref: _Ref, src: Path, size: int, upload_id: str) -> list[dict[str, Any]]:
+        step = part_size_for(size, self.settings.part_bytes)
+        stop = threading.Event()
+        fd = os.open(src, os.O_RDONLY)
+        try:
+
+            def send(number: int, offset: int, length: int) -> dict[str, Any]:
+                if stop.is_set():
+                    raise TransientStagingError(f"upload to {ref.url} stopped")
+                data = _read_exact(fd, offset, length, src)
+                digest = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324
+                reply = self._call(
+                    ref,
+                    "upload to",
+                    lambda: ref.client.upload_part(
+                        **ref.loc,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=data,
+                        ContentMD5=digest,
+                    ),
+                )
+                return {"PartNumber": number, "ETag": reply["ETag"]}
+
+            with _Pool(self.settings.max_concurrency, stop) as pool:
+                futures = [
+                    pool.submit(send, i + 1, o, n) for i, (o, n) in enumerate(_ranges(size, step))
+                ]
+                return [f.result() for f in futures]
+        finally:
+            os.close(fd)
+
+    def _abort(self, ref: _Ref, upload_id: str) -> None:
+        try:
+            ref.client.abort_multipart_upload(**ref.loc, UploadId=upload_id)
+        except bexc.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                self._orphans.append((ref, upload_id))
+        except (bexc.BotoCoreError, OSError):
+            self._orphans.append((ref, upload_id))
+
+    def _abort_orphans(self) -> None:
+        orphans, self._orphans = self._orphans, []
+        for ref, upload_id in orphans:
+            self._abort(ref, upload_id)
+
+
+class _Pool(ThreadPoolExecutor):
+    """A thread pool that, when its block fails, tells running parts to stop."""
+
+    def __init__(self, workers: int, stop: threading.Event) -> None:
+        super().__init__(max_workers=max(1, workers), thread_name_prefix="cryoflow-s3")
+        self.stop = stop
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        if exc_info[0] is not None:
+            self.stop.set()
+            self.shutdown(wait=True, cancel_futures=True)
+        return super().__exit__(*exc_info)
+
+
+class _EtagHasher:
+    """MD5 of the whole stream and, when ``part_bytes`` is set, of each part of it."""
+
+    def __init__(self, part_bytes: int | None) -> None:
+        self.part_bytes = part_bytes
+        self.whole = hashlib.md5()  # noqa: S324
+        self.part = hashlib.md5()  # noqa: S324
+        self.part_fill = 0
+        self.parts: list[bytes] = []
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.whole.update(data)
+        if not self.part_bytes:
+            return
+        view = memoryview(data)
+        while view:
+            take = min(len(view), self.part_bytes - self.part_fill)
+            self.part.update(view[:take])
+            self.part_fill += take
+            view = view[take:]
+            if self.part_fill == self.part_bytes:
+                self._close_part()
+
+    def _close_part(self) -> None:
+        self.parts.append(self.part.digest())
+        self.part, self.part_fill = hashlib.md5(), 0  # noqa: S324
+
+    def can_check(self, announced: str | None) -> bool:
+        """True when hashing can confirm the ``announced`` ETag."""
+        return bool(announced) and ("-" not in (announced or "") or bool(self.part_bytes))
+
+    def etag(self, announced: str) -> str | None:
+        """What the ETag should be if the bytes are right; None when it cannot be known."""
+        if "-" not in announced:
+            return self.whole.hexdigest()
+        if not self.part_bytes:
+            return None
+        if self.part_fill:
+            self._close_part()
+        return multipart_etag(self.parts)
+
+
+def _client_config(s: S3Settings, endpoint: str | None) -> Config:
+    return Config(
+        connect_timeout=s.connect_timeout_s,
+        read_timeout=s.read_timeout_s,
+        retries={"total_max_attempts": max(1, s.client_attempts), "mode": "standard"},
+        max_pool_connections=max(10, s.max_concurrency * 2),
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path" if endpoint else "auto"},
+    )
+
+
+def _meta(head: dict[str, Any]) -> Meta:
+    modified = head.get("LastModified")
+    return Meta(
+        size=int(head["ContentLength"]),
+        etag=_etag(head.get("ETag")),
+        mtime=modified.timestamp() if modified is not None else None,
+    )
+
+
+def _check_expected(meta: Meta, expected: Meta | None, url: ParsedURL) -> None:
+    if expected is None:
+        return
+    if (expected.etag and expected.etag != meta.etag) or (
+        expected.size is not None and expected.size != meta.size
+    ):
+        raise TransientStagingError(f"{url} changed since it was looked at (ETag {meta.etag})")
+
+
+def _verify(meta: Meta, hasher: _EtagHasher, url: ParsedURL, dest: Path) -> None:
+    got = dest.stat().st_size
+    if got != meta.size:
+        raise TransientStagingError(f"{url}: got {got} of {meta.size} bytes")
+    wanted = hasher.etag(meta.etag) if meta.etag else None
+    if wanted is not None and len(meta.etag or "") >= 32 and wanted != meta.etag:
+        raise TransientStagingError(f"{url}: content does not match its ETag {meta.etag}")
+
+
+def _get_range(
+    ref: _Ref, meta: Meta, fd: int, offset: int, length: int, stop: threading.Event
+) -> None:
+    response = ref.client.get_object(
+        **ref.loc, Range=f"bytes={offset}-{offset + length - 1}", IfMatch=f'"{meta.etag}"'
+    )
+    end = _drain(response["Body"], fd, offset, None, stop)
+    if end - offset != length:
+        raise TransientStagingError(f"{ref.url}: range at {offset} got {end - offset} of {length}")
+
+
+def _drain(
+    body: Any,
+    fd: int,
+    offset: int,
+    update: Callable[[bytes], None] | None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Write a streaming body at ``offset`` in 1 MiB reads; return the end offset."""
+    try:
+        for chunk in iter(lambda: body.read(CHUNK), b""):
+            if stop is not None and stop.is_set():
+                raise TransientStagingError("download stopped")
+            _write_at(fd, chunk, offset)
+            if update is not None:
+                update(chunk)
+            offset += len(chunk)
+    finally:
+        body.close()
+    return offset
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
+    except OSError as exc:
+        raise local_write_error(exc, "an S3 object") from exc
+
+
+def _hash_from_file(fd: int, offset: int, length: int, hasher: _EtagHasher) -> None:
+    end = offset + length
+    while offset < end:
+        data = os.pread(fd, min(CHUNK, end - offset), offset)
+        if not data:
+            raise TransientStagingError("the staging file is shorter than what was written")
+        hasher.update(data)
+        offset += len(data)
+
+
+def _read_exact(fd: int, offset: int, length: int, src: Path) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
+        raise StagingError(f"{src} changed while it was uploaded")
+    return data
+
+
+def _file_md5(src: Path) -> str:
+    digest = hashlib.md5()  # noqa: S324
+    with open(src, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _source_size(src: Path) -> int:
+    try:
+        if not src.is_file():
+            raise StagingError(f"cannot upload {src}: it is not a file")
+        return src.stat().st_size
+    except OSError as exc:
+        raise StagingError(f"cannot upload {src}: {exc.strerror or exc}") from exc
