@@ -707,6 +707,29 @@ def test_a_leftover_wal_is_recovered(tmp_path: Path) -> None:
         assert s.integrity_check() == ("ok", [])
 
 
+def test_a_wal_left_by_a_deleted_database_is_set_aside_not_replayed(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from cryoflow.store import Store
+        s = Store.open(Path({str(tmp_path)!r}), workflow="wf")
+        with s.batch() as b:
+            b.add_pebble("In", {{"old": True}}, now=1.0)
+        os._exit(0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)
+    wal = (tmp_path / "state.db-wal").read_bytes()
+    (tmp_path / "state.db").unlink()
+    with Store.open(tmp_path, workflow="wf") as s:
+        assert s.pebble_counts()["active"] == 0
+        add(s, 3)
+        assert s.integrity_check() == ("ok", [])
+    (orphan,) = tmp_path.glob("state.db.*.orphan-wal")
+    assert orphan.read_bytes() == wal
+
+
 # ---------------------------------------------------------------------- fresh
 
 

@@ -113,6 +113,25 @@ def move_aside(db: Path, now: float) -> Path | None:
     return target
 
 
+def move_orphan_wal(db: Path, now: float) -> Path | None:
+    """Before creating ``db``: rename a ``-wal`` left by a deleted database.
+
+    SQLite would replay its frames into the new database and corrupt it. The file is
+    kept as ``<db>.<time>.orphan-wal``; the ``-shm`` index is removed.
+    """
+    wal = wal_path(db)
+    db.with_name(db.name + "-shm").unlink(missing_ok=True)
+    if not wal.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    target = _free_name(db.with_name(f"{db.name}.{stamp}.orphan-wal"))
+    try:
+        os.replace(wal, target)
+    except OSError as e:
+        raise StoreError(f"cannot move the orphaned {wal} aside: {e.strerror}") from e
+    return target
+
+
 def _free_name(path: Path) -> Path:
     candidate, n = path, 1
     while candidate.exists() or wal_path(candidate).exists():

@@ -226,6 +226,7 @@ def _prepare(db: Path, *, workflow: str, fresh: bool, now: float) -> Path:
     if db.exists():
         guard.check_file(db)
     else:
+        guard.move_orphan_wal(db, now)
         _create(db, workflow=workflow, now=now)
     return db
 
