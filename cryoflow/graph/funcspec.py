@@ -16,6 +16,7 @@ none). Specs without dependencies start the run; they are not input nodes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from cryoflow.graph.model import ENTRY, Graph, Node, frozen_map
@@ -113,8 +114,7 @@ def funcspec_graph(
 
 
 def _check(wrapped: Mapping[str, Any], problems: Problems, lenient: bool) -> None:
-    checker = SchemaChecker(FUNCSPEC_SCHEMA)
-    for problem in checker.problems(wrapped):
+    for problem in _checker().problems(wrapped):
         path = problem.path
         where = _where(path, wrapped)
         text = problem.message
@@ -124,6 +124,11 @@ def _check(wrapped: Mapping[str, Any], problems: Problems, lenient: bool) -> Non
         else:
             rest = path[2:] if path[:1] == ("functionspecs",) and len(path) > 2 else ()
             problems.error(where, f"key {'.'.join(map(str, rest))!r}: {text}" if rest else text)
+
+
+@lru_cache(maxsize=1)
+def _checker() -> SchemaChecker:
+    return SchemaChecker(FUNCSPEC_SCHEMA)
 
 
 def _where(path: tuple[str | int, ...], wrapped: Mapping[str, Any]) -> str:

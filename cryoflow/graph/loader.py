@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from cryoflow.graph.schema import (
     SchemaChecker,
     SchemaProblem,
     allowed_keys,
+    graph_checker,
     graph_schema,
     render_path,
     suggest,
@@ -286,7 +288,7 @@ def _legacy(data: dict[str, Any], problems: Problems) -> dict[str, Any]:
 
 
 def _check_schema(data: dict[str, Any], problems: Problems, lenient: bool) -> None:
-    for problem in SchemaChecker().problems(data):
+    for problem in graph_checker().problems(data):
         where, text = _describe(problem, data)
         if problem.unknown_key is not None:
             problems.report(where, text, soft=lenient)
@@ -378,12 +380,17 @@ def _find_module(raw: RawNode, finder: ModuleFinder, problems: Problems) -> Modu
         return None
 
 
+@lru_cache(maxsize=1)
+def _node_checker() -> SchemaChecker:
+    return SchemaChecker({"$ref": "#/$defs/node", "$defs": graph_schema()["$defs"]})
+
+
 class _Defaults:
     """Each module's ``defaults``, checked against the node schema once per module."""
 
     def __init__(self, problems: Problems) -> None:
         self.problems = problems
-        self.checker = SchemaChecker({"$ref": "#/$defs/node", "$defs": _node_defs()})
+        self.checker = _node_checker()
         self.known = allowed_keys(("workflow", "nodes", 0)) - NOT_DEFAULTABLE
         self.cache: dict[str, Mapping[str, Any]] = {}
 
@@ -408,8 +415,3 @@ class _Defaults:
             if not found:
                 good[key] = value
         return good
-
-
-def _node_defs() -> Mapping[str, Any]:
-    defs: Mapping[str, Any] = graph_schema()["$defs"]
-    return defs

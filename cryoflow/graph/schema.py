@@ -130,6 +130,12 @@ def _problem(path: Any, message: str, unknown_key: str | None = None) -> SchemaP
     return SchemaProblem(_unlink(path), message, unknown_key)
 
 
+@lru_cache(maxsize=1)
+def graph_checker() -> SchemaChecker:
+    """The compiled checker of the graph schema, built once per process."""
+    return SchemaChecker(graph_schema())
+
+
 class SchemaChecker:
     """Check an instance against the subset of draft 2020-12 that ``schema.json`` uses.
 
