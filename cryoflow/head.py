@@ -381,14 +381,15 @@ class Head:
         actions: list[Action] = []
         for pebble_id, input_node, item in replay:
             actions += self.engine.handle(PebbleAdded(pebble_id, input_node, item), now)
-        for job, state in self.store.open_jobs():
-            if state == "running":
-                actions += self.engine.handle(
-                    JobLost(job.id, "the head restarted while the job was running"), now)
-            elif self.engine.is_current(job.id):
-                self._queue(job, now)
+        queued = [job for job, state in self.store.open_jobs() if state == "queued"]
         with self.store.batch() as tx:
+            for job_id in tx.requeue_running(now=now):
+                actions += self.engine.handle(
+                    JobLost(job_id, "the head restarted while the job was running"), now)
             tx.apply(actions, now=now)
+        for job in queued:
+            if self.engine.is_current(job.id):
+                self._queue(job, now)
         self._carry_out(actions, now)
 
 
