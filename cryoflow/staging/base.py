@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-from cryoflow.errors import StagingError
+from cryoflow.errors import StagingError, TransientStagingError
 
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,254}$")
 _BAD_NAME = re.compile(r"[\x00-\x20\x7f]")
@@ -248,6 +248,29 @@ def _plain_path(path: str) -> str:
     if not path or "\x00" in path:
         raise StagingError(f"invalid local path {path!r}")
     return path
+
+
+def check_expected(meta: Meta, expected: Meta | None, url: ParsedURL) -> None:
+    """Raise :class:`TransientStagingError` when ``meta`` is not the ``expected`` version."""
+    if expected is None:
+        return
+    etags = expected.etag and meta.etag and expected.etag != meta.etag
+    sizes = None not in (expected.size, meta.size) and expected.size != meta.size
+    if etags or sizes:
+        raise TransientStagingError(
+            f"{url} changed since it was looked at ({meta.size} bytes, ETag {meta.etag}; "
+            f"expected {expected.size} bytes, ETag {expected.etag})"
+        )
+
+
+def source_size(src: Path) -> int:
+    """The size of the local file ``src`` that is about to be uploaded."""
+    try:
+        if not src.is_file():
+            raise StagingError(f"cannot upload {src}: it is not a file")
+        return src.stat().st_size
+    except OSError as exc:
+        raise StagingError(f"cannot upload {src}: {exc.strerror or exc}") from exc
 
 
 def safe_parts(relative: str) -> tuple[str, ...]:

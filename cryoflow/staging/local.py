@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from cryoflow.errors import StagingError
-from cryoflow.staging.base import Meta, MissingObjectError, ParsedURL
+from cryoflow.staging.base import Meta, MissingObjectError, ParsedURL, check_expected
 from cryoflow.staging.config import StagingConfig
 from cryoflow.staging.retry import local_write_error
 
@@ -87,7 +87,7 @@ class LocalStager:
         meta = self.stat(url)
         if meta.is_dir:
             raise StagingError(f"{url} is a folder, not a file")
-        _check_expected(meta, expected, url)
+        check_expected(meta, expected, url)
         try:
             shutil.copyfile(url.path, dest)
         except OSError as exc:
@@ -124,11 +124,6 @@ class LocalStager:
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-def _check_expected(meta: Meta, expected: Meta | None, url: ParsedURL) -> None:
-    if expected and expected.size is not None and expected.size != meta.size:
-        raise StagingError(f"{url} has {meta.size} bytes, expected {expected.size}")
 
 
 def _copy_error(exc: OSError, source: str, dest: str) -> StagingError:

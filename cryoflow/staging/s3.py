@@ -31,7 +31,7 @@ import botocore.exceptions as bexc
 from botocore.config import Config
 
 from cryoflow.errors import StagingError, TransientStagingError
-from cryoflow.staging.base import Meta, MissingObjectError, ParsedURL
+from cryoflow.staging.base import Meta, MissingObjectError, ParsedURL, check_expected, source_size
 from cryoflow.staging.config import S3Settings, StagingConfig
 from cryoflow.staging.retry import is_transient_os_error, is_transient_status, local_write_error
 
@@ -154,7 +154,7 @@ class S3Stager:
     def fetch(self, url: ParsedURL, dest: Path, *, expected: Meta | None = None) -> Meta:
         ref = self._ref(url)
         meta = _meta(self._call(ref, "read", lambda: ref.client.head_object(**ref.loc)))
-        _check_expected(meta, expected, url)
+        check_expected(meta, expected, url)
         part_bytes = self._etag_part_bytes(ref, meta)
         hasher = _EtagHasher(part_bytes)
         with open(dest, "w+b") as out:
@@ -168,7 +168,7 @@ class S3Stager:
     def push(self, src: Path, url: ParsedURL) -> str:
         if url.is_folder:
             raise StagingError(f"cannot upload {src} to the key prefix {url}: name the object")
-        size = _source_size(src)
+        size = source_size(src)
         ref = self._ref(url)
         self._abort_orphans()
         if size <= self.settings.multipart_threshold_bytes:
@@ -463,15 +463,6 @@ def _meta(head: dict[str, Any]) -> Meta:
     )
 
 
-def _check_expected(meta: Meta, expected: Meta | None, url: ParsedURL) -> None:
-    if expected is None:
-        return
-    if (expected.etag and expected.etag != meta.etag) or (
-        expected.size is not None and expected.size != meta.size
-    ):
-        raise TransientStagingError(f"{url} changed since it was looked at (ETag {meta.etag})")
-
-
 def _verify(meta: Meta, hasher: _EtagHasher, url: ParsedURL, dest: Path) -> None:
     got = dest.stat().st_size
     if got != meta.size:
@@ -546,12 +537,3 @@ def _file_md5(src: Path) -> str:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             digest.update(chunk)
     return base64.b64encode(digest.digest()).decode()
-
-
-def _source_size(src: Path) -> int:
-    try:
-        if not src.is_file():
-            raise StagingError(f"cannot upload {src}: it is not a file")
-        return src.stat().st_size
-    except OSError as exc:
-        raise StagingError(f"cannot upload {src}: {exc.strerror or exc}") from exc
