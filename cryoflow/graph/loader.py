@@ -194,32 +194,58 @@ def plain_data(data: Any, source: str) -> Any:
     Raises :class:`GraphValidationError` for other values, for nesting deeper than
     :data:`MAX_DEPTH` and for more than :data:`MAX_VALUES` values.
     """
-    budget = [MAX_VALUES]
-    return _plain(data, (), budget, source)
+    return _Plain(source).copy(data, None, 0)
 
 
-def _plain(value: Any, path: tuple[str | int, ...], budget: list[int], source: str) -> Any:
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise GraphValidationError([f"{source}: the graph holds more than {MAX_VALUES} values"])
-    if len(path) > MAX_DEPTH:
-        raise GraphValidationError(
-            [f"{source}: {render_path(path)}: values nest deeper than {MAX_DEPTH} levels"]
-        )
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {_key(k): _plain(v, (*path, str(k)), budget, source) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v, (*path, i), budget, source) for i, v in enumerate(value)]
-    raise GraphValidationError(
-        [f"{source}: {render_path(path)}: a {type(value).__name__} is not JSON data"]
-    )
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class _Plain:
+    """One walk over parsed data; ``path`` is a linked list, unwound only for errors."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.left = MAX_VALUES
+
+    def copy(self, value: Any, path: Any, depth: int) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise self._fail(path, f"the graph holds more than {MAX_VALUES} values")
+        if type(value) in _SCALARS:
+            return value
+        if depth >= MAX_DEPTH:
+            raise self._fail(path, f"values nest deeper than {MAX_DEPTH} levels")
+        scalars, copy, deeper = _SCALARS, self.copy, depth + 1
+        if isinstance(value, Mapping):
+            self.left -= len(value)
+            return {
+                _key(k): v if type(v) in scalars else copy(v, (path, str(k)), deeper)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            self.left -= len(value)
+            return [
+                v if type(v) in scalars else copy(v, (path, i), deeper)
+                for i, v in enumerate(value)
+            ]
+        if isinstance(value, datetime.date | datetime.time):
+            return value.isoformat()
+        if isinstance(value, str | int | float):  # subclasses such as IntEnum
+            return value
+        raise self._fail(path, f"a {type(value).__name__} is not JSON data")
+
+    def _fail(self, path: Any, text: str) -> GraphValidationError:
+        parts: list[str | int] = []
+        while path is not None:
+            path, key = path
+            parts.append(key)
+        where = render_path(tuple(reversed(parts)))
+        return GraphValidationError([f"{self.source}: {where}: {text}"])
 
 
 def _key(key: Any) -> Any:
+    if type(key) is str:
+        return key
     return key.isoformat() if isinstance(key, datetime.date | datetime.time) else key
 
 

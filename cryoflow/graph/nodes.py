@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from cryoflow.errors import ExprError, GraphValidationError
 from cryoflow.expr import Expr, Restriction, parse_expr, parse_restriction
 from cryoflow.graph.model import (
+    EMPTY,
     ENTRY,
     STAT_NAMES,
     ArgSource,
@@ -26,6 +28,7 @@ from cryoflow.graph.model import (
     PostSpec,
     RunOn,
     WorkerClass,
+    empty_map,
     frozen_map,
 )
 from cryoflow.graph.modules import ModuleInfo
@@ -33,6 +36,10 @@ from cryoflow.graph.schema import Path_, suggest
 
 SOURCES = ("option", "config", "output", "stat")
 BOOL_FLAGS = ("copy", "unzip")
+FLAG_KEYS = ("copy", "unzip", "proto", "id")
+_SOURCE_OF = {s: ArgSource(s) for s in SOURCES}
+_RUN_ON = {r.value: r for r in RunOn}
+_WORKER_CLASS = {w.value: w for w in WorkerClass}
 DEFAULT_PRIORITY = 50
 NOT_DEFAULTABLE = frozenset({"name", "module", "downstreamOf", "children", "args"})
 """Node keys a module's ``defaults`` may not set."""
@@ -178,6 +185,17 @@ class BuildContext:
     options: Mapping[str, str]
     """Canonical option name (dashes) → the name as declared."""
     canonical: Callable[[str], str]
+    expressions: dict[str, Expr] = field(default_factory=dict)
+    """runIf texts parsed so far (an :class:`Expr` is immutable, so nodes share it)."""
+    modules: dict[str, Declared] = field(default_factory=dict)
+    """Module ref → its declarations, read once per load."""
+
+    def declared(self, info: ModuleInfo | None) -> Declared:
+        """The declarations of ``info``'s module (empty for none)."""
+        key = info.ref if info else ""
+        if key not in self.modules:
+            self.modules[key] = Declared.of(info)
+        return self.modules[key]
 
 
 def merged_keys(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,58 +214,66 @@ def build_node(
     if problem:
         ctx.problems.error(where, problem)
     run_if, run_if_text = _run_if(keys.get("runIf"), where, ctx)
+    declared = ctx.declared(info)
+    is_global = truth(keys.get("global", False))
     return Node(
         name=node.name,
         module=str(keys.get("module") or ("service" if keys.get("serviceURL") else "")),
         parents=node.parents,
-        args=frozen_map(_args(keys.get("args") or {}, where, ctx)),
-        run_on=RunOn(keys.get("runOn", RunOn.ALWAYS.value)),
+        args=MappingProxyType(_args(keys["args"], where, ctx)) if "args" in keys else EMPTY,
+        run_on=_RUN_ON[keys.get("runOn", "always")],
         run_if=run_if,
         run_if_text=run_if_text,
         resolve_on_any=truth(keys.get("resolveOnAny", False)),
         priority=int(keys.get("priority", DEFAULT_PRIORITY)),
-        worker_class=WorkerClass(keys.get("type", WorkerClass.NORMAL.value)),
+        worker_class=_WORKER_CLASS[keys.get("type", "normal")],
         gpu=truth(keys.get("gpu", False)),
         max_parallel=_int_or_none(keys.get("max_parallel")),
-        restrictions=_restrictions(keys.get("restrictions") or {}, where, ctx),
+        restrictions=_restrictions(keys, where, ctx),
         timeout_s=_float_or_none(keys.get("timeout")),
         retries=int(keys.get("retries", 0)),
         retry_delay_s=float(keys.get("retryDelay", 0.0)),
         ccnode=_optional_arg(keys.get("ccnode"), "ccnode", where, ctx),
         deferred=truth(keys.get("deferred", False)),
-        is_global=truth(keys.get("global", False)),
+        is_global=is_global,
         split_on=keys.get("splitOn"),
         merge=truth(keys.get("merge", False)),
         loop=keys.get("loop"),
-        post=_posts(keys.get("post") or (), where, ctx),
+        post=_posts(keys["post"], where, ctx) if "post" in keys else (),
         docker=keys.get("docker"),
         image=keys.get("image"),
-        volumes=tuple(_volume(v) for v in keys.get("volumes") or ()),
+        volumes=tuple(_volume(v) for v in keys["volumes"]) if "volumes" in keys else (),
         replicas=int(keys.get("replicas", 1)),
         workdir=_workdir(keys, where, ctx),
         config_root=keys.get("config"),
-        provides=strings(keys["provides"]) if "provides" in keys else _from(info, "provides"),
-        depends=strings(keys["depends"]) if "depends" in keys else _from(info, "depends"),
-        outputs=_outputs(keys, info),
+        provides=strings(keys["provides"]) if "provides" in keys else declared.provides,
+        depends=strings(keys["depends"]) if "depends" in keys else declared.depends,
+        outputs=_outputs(keys["outputs"]) if "outputs" in keys else declared.outputs,
         cache=_cache(keys.get("cache")),
         run_on_head=truth(keys.get("runOnHead", False)),
         service_url=keys.get("serviceURL"),
         module_ref=info.ref if info else None,
-        is_input=ENTRY in node.parents and not truth(keys.get("global", False)),
+        is_input=ENTRY in node.parents and not is_global,
     )
 
 
-def _from(info: ModuleInfo | None, what: str) -> tuple[str, ...]:
-    if info is None:
-        return ()
-    return info.provides if what == "provides" else info.depends
+@dataclass(frozen=True)
+class Declared:
+    """A module's ``provides``, ``depends`` and ``outputs``, as nodes carry them."""
+
+    provides: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()
+    outputs: Mapping[str, str] = field(default_factory=empty_map)
+
+    @classmethod
+    def of(cls, info: ModuleInfo | None) -> Declared:
+        if info is None:
+            return cls()
+        return cls(info.provides, info.depends, _outputs(info.outputs or {}))
 
 
-def _outputs(keys: Mapping[str, Any], info: ModuleInfo | None) -> Mapping[str, str]:
-    declared = keys.get("outputs")
-    if declared is None and info is not None:
-        declared = info.outputs
-    return frozen_map({str(k): str(v) for k, v in (declared or {}).items()})
+def _outputs(declared: Mapping[str, Any]) -> Mapping[str, str]:
+    return frozen_map({str(k): str(v) for k, v in declared.items()})
 
 
 def declares_outputs(keys: Mapping[str, Any], info: ModuleInfo | None) -> bool:
@@ -277,15 +303,19 @@ def _run_if(text: str | None, where: str, ctx: BuildContext) -> tuple[Expr | Non
     if text is None:
         return None, None
     try:
-        return parse_expr(text), text
+        if text not in ctx.expressions:
+            ctx.expressions[text] = parse_expr(text)
+        return ctx.expressions[text], text
     except ExprError as e:
         ctx.problems.error(where, f"key 'runIf': {e}")
         return None, text
 
 
-def _restrictions(raw: Mapping[str, str], where: str, ctx: BuildContext) -> tuple[Restriction, ...]:
+def _restrictions(
+    keys: Mapping[str, Any], where: str, ctx: BuildContext
+) -> tuple[Restriction, ...]:
     parsed: list[Restriction] = []
-    for key, condition in raw.items():
+    for key, condition in keys.get("restrictions", {}).items():
         try:
             parsed.append(parse_restriction(key, condition))
         except ExprError as e:
@@ -323,8 +353,8 @@ def _args(raw: Mapping[str, Any], where: str, ctx: BuildContext) -> dict[str, Ar
 
 def parse_arg(value: Any, what: str, where: str, ctx: BuildContext) -> ArgSpec:
     """Read one argument value (a literal or a spec object) into an :class:`ArgSpec`."""
-    if not isinstance(value, Mapping):
-        return ArgSpec(ArgSource.LITERAL, value=value)
+    if type(value) is not dict:
+        return ArgSpec(ArgSource.LITERAL, None, value)
     sources = [s for s in SOURCES if s in value]
     if len(sources) > 1:
         ctx.problems.error(
@@ -332,22 +362,22 @@ def parse_arg(value: Any, what: str, where: str, ctx: BuildContext) -> ArgSpec:
             f"{what} has {len(sources)} sources ({', '.join(sources)}); keep one and use "
             "'default' for a fallback value",
         )
-    source = ArgSource(sources[0]) if sources else ArgSource.DEFAULT
-    ref = str(value[sources[0]]) if sources else None
-    if ref is not None:
-        ref = _checked_ref(source, ref, what, where, ctx)
-    flags = {
-        k: (truth(v) if k in BOOL_FLAGS else v)
-        for k, v in value.items()
-        if k in BOOL_FLAGS or k in ("proto", "id")
-    }
+    source, ref = ArgSource.DEFAULT, None
+    if sources:
+        source = _SOURCE_OF[sources[0]]
+        ref = _checked_ref(source, str(value[sources[0]]), what, where, ctx)
+    flags = {k: value[k] for k in FLAG_KEYS if k in value}
+    for key in BOOL_FLAGS:
+        if key in flags:
+            flags[key] = truth(flags[key])
     return ArgSpec(
-        source=source,
-        ref=ref,
-        has_default="default" in value,
-        default=value.get("default"),
-        type=value.get("type"),
-        flags=frozen_map(flags),
+        source,
+        ref,
+        None,
+        "default" in value,
+        value.get("default"),
+        value.get("type"),
+        MappingProxyType(flags) if flags else EMPTY,
     )
 
 

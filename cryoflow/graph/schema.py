@@ -89,6 +89,8 @@ def _short(value: Any) -> str:
 
 
 def _is_type(value: Any, name: str) -> bool:
+    if type(value) in _EXACT[name]:
+        return True
     if isinstance(value, bool) and name not in ("boolean",):
         return False
     if name == "integer" and isinstance(value, float):
@@ -182,12 +184,21 @@ class SchemaChecker:
     def _if_then(self, schema: Mapping[str, Any]) -> Check | None:
         if "if" not in schema or "then" not in schema:
             return None
-        test, then = self._compile(schema["if"]), self._compile(schema["then"])
+        test, then = self._predicate(schema["if"]), self._compile(schema["then"])
 
         def check(value: Any, path: Any, out: list[SchemaProblem]) -> bool:
-            return then(value, path, out) if test(value, None, []) else True
+            return then(value, path, out) if test(value) else True
 
         return check
+
+    def _predicate(self, schema: Any) -> Callable[[Any], bool]:
+        """Whether a value matches ``schema``, without building messages when it can."""
+        if isinstance(schema, Mapping) and set(schema) == {"type"}:
+            kinds = schema["type"]
+            names = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+            return lambda value: any(_is_type(value, name) for name in names)
+        full = self._compile(schema)
+        return lambda value: full(value, None, [])
 
     def _object(self, schema: Mapping[str, Any]) -> Check | None:
         if not {"properties", "required", "additionalProperties"} & schema.keys():
@@ -198,7 +209,7 @@ class SchemaChecker:
         required = tuple(schema.get("required", ()))
 
         def check(value: Any, path: Any, out: list[SchemaProblem]) -> bool:
-            if not isinstance(value, Mapping):
+            if type(value) is not dict and not isinstance(value, Mapping):
                 return True
             before = len(out)
             for key in required:
@@ -225,7 +236,7 @@ class SchemaChecker:
         rest = self._compile(schema.get("items", True))
 
         def check(value: Any, path: Any, out: list[SchemaProblem]) -> bool:
-            if not isinstance(value, list | tuple):
+            if type(value) is not list and not isinstance(value, list | tuple):
                 return True
             before = len(out)
             for i, item in enumerate(value):

@@ -48,6 +48,16 @@ class GraphFacts:
     parents_key: str = "downstreamOf"
     """What the notation calls a node's parents, for messages."""
 
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """Every node name."""
+        return frozenset(n.name for n in self.nodes)
+
+    @cached_property
+    def canonical_options(self) -> frozenset[str]:
+        """Option names with underscores as dashes."""
+        return frozenset(canonical(o) for o in self.options)
+
 
 def validate(facts: GraphFacts, problems: Problems) -> tuple[Node, ...]:
     """Check ``facts``; return the nodes in topological order (cyclic ones left out)."""
@@ -259,8 +269,7 @@ def _run_if_refs(node: Node, facts: GraphFacts, problems: Problems) -> None:
     if node.run_if is None:
         return
     where = f"{facts.labels[node.name]}: key 'runIf'"
-    names = {n.name for n in facts.nodes}
-    options = {canonical(o) for o in facts.options}
+    names, options = facts.names, facts.canonical_options
     for ref in sorted(node.run_if.refs, key=str):
         head, _, key = ref.name.partition(".")
         if ref.kind == "option" and canonical(ref.name) not in options:
@@ -291,7 +300,7 @@ class _References:
         self.order = order
         self.problems = problems
         self.by_name = {n.name: n for n in order}
-        self.all_names = {n.name for n in facts.nodes}
+        self.all_names = facts.names
         self.index = {n.name: i for i, n in enumerate(order)}
 
     @cached_property
