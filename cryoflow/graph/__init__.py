@@ -4,7 +4,7 @@
 lists, flow strings) into one checked :class:`Graph`.
 """
 
-from cryoflow.graph.loader import load_graph, read_graph_file
+from cryoflow.graph.loader import load_graph
 from cryoflow.graph.model import (
     ENTRY,
     STAT_NAMES,
@@ -21,6 +21,7 @@ from cryoflow.graph.model import (
     frozen_map,
 )
 from cryoflow.graph.modules import ModuleFinder, ModuleInfo, load_module
+from cryoflow.graph.reading import read_graph_file
 from cryoflow.graph.schema import graph_schema, schema_text
 
 __all__ = [
