@@ -73,6 +73,9 @@ class SshServer:
     host_pub: str
     other_host_pub: str
     user: str
+    chroot_port: int
+    chroot: Path
+    """Sessions on ``chroot_port`` see ``chroot`` as ``/``: a remote-only file system."""
 
     def known_hosts(self, path: Path, *ports: int, host_pub: str | None = None) -> Path:
         """Write a known_hosts file naming this server's key on ``ports``."""
@@ -102,14 +105,17 @@ def _keygen(path: Path) -> str:
     return f"{kind} {data}"
 
 
-def _sshd_config(folder: Path, port: int) -> Path:
+def _sshd_config(folder: Path, port: int, chroot_port: int, chroot: Path) -> Path:
     config = folder / "sshd_config"
     config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder}/hostkey\n"
+        f"Port {port}\nPort {chroot_port}\nListenAddress 127.0.0.1\n"
+        f"HostKey {folder}/hostkey\n"
         f"PidFile {folder}/sshd.pid\nAuthorizedKeysFile {folder}/authorized_keys\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\n"
         "UsePAM no\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n"
+        f"Match LocalPort {chroot_port}\n  ChrootDirectory {chroot}\n"
+        "  ForceCommand internal-sftp\n"
     )
     return config
 
@@ -125,21 +131,23 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     _keygen(folder / "otherkey")
     shutil.copy(folder / "clientkey.pub", folder / "authorized_keys")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    port = free_port()
-    config = _sshd_config(folder, port)
+    port, chroot_port = free_port(), free_port()
+    chroot = Path(f"/run/cryoflow-test-sshroot-{uuid.uuid4().hex[:8]}")  # root-owned parents
+    (chroot / "data").mkdir(mode=0o755, parents=True)
+    config = _sshd_config(folder, port, chroot_port, chroot)
     log = open(folder / "sshd.log", "wb")  # noqa: SIM115
     process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
     try:
         wait_for_port(port)
         data = tmp_path_factory.mktemp("sshdata")
         user = os.environ.get("USER") or _user_name()
-        yield SshServer(
-            port, data, folder / "clientkey", folder / "otherkey", host_pub, other_host_pub, user
-        )
+        keys = (folder / "clientkey", folder / "otherkey", host_pub, other_host_pub)
+        yield SshServer(port, data, *keys, user, chroot_port, chroot)
     finally:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+        shutil.rmtree(chroot, ignore_errors=True)
 
 
 def _user_name() -> str:

@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from cryoflow.errors import StagingError, TransientStagingError
 
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,254}$")
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{2,62}$")
 _BAD_NAME = re.compile(r"[\x00-\x20\x7f]")
 REMOTE_SCHEMES = ("s3", "ssh", "http", "https")
 """Schemes that name something that is not on this host's file system."""

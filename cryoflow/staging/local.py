@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from cryoflow.errors import StagingError
@@ -48,14 +49,22 @@ def discard(path: Path) -> None:
             path.unlink()
 
 
-def sweep_parts(folder: Path) -> list[Path]:
-    """Remove the ``.*.part-*`` leftovers directly in ``folder``; return what was removed."""
+def sweep_parts(folder: Path, *, min_age_s: float = 0.0, now: float | None = None) -> list[Path]:
+    """Remove the ``.*.part-*`` leftovers in ``folder`` not touched for ``min_age_s``."""
     if not folder.is_dir():
         return []
-    removed = [p for p in folder.glob(f".*{PART_MARK}*") if p.name.startswith(".")]
+    cutoff = (time.time() if now is None else now) - min_age_s
+    removed = [p for p in folder.glob(f".*{PART_MARK}*") if _older(p, cutoff)]
     for path in removed:
         discard(path)
     return removed
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    try:
+        return path.lstat().st_mtime <= cutoff
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_dir(folder: Path) -> None:
