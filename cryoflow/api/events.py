@@ -110,9 +110,10 @@ class EventHub:
                 async for _ in ws:  # the client sends nothing we act on
                     pass
             finally:
-                pump.cancel()
+                if not client.too_slow:  # else the pump is closing the socket: let it finish
+                    pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError, ConnectionError):
-                    await pump
+                    await asyncio.wait_for(pump, SEND_TIMEOUT_S)
         finally:
             self.feed.unsubscribe(client.offer)
             self.clients.discard(client)
