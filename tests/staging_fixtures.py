@@ -276,8 +276,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def route_redirect(self, count: str, *name: str) -> None:
         left = int(count)
-        target = f"/redirect/{left - 1}/{'/'.join(name)}" if left else f"/f/{'/'.join(name)}"
-        self._redirect(target)
+        rest = "/".join(name)
+        self._redirect(f"/redirect/{left - 1}/{rest}" if left > 1 else f"/f/{rest}")
 
     def route_loop(self) -> None:
         self._redirect("/loop")

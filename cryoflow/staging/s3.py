@@ -58,7 +58,12 @@ _THROTTLED = (
     "PreconditionFailed",
     "412",
 )
-_NETWORK = (bexc.HTTPClientError, bexc.ResponseStreamingError, bexc.IncompleteReadError)
+_NETWORK = (
+    bexc.ConnectionError,
+    bexc.HTTPClientError,
+    bexc.ResponseStreamingError,
+    bexc.IncompleteReadError,
+)
 _NO_CREDENTIALS = (bexc.NoCredentialsError, bexc.PartialCredentialsError, bexc.ProfileNotFound)
 
 
