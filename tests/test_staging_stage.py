@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import subprocess
@@ -10,6 +11,7 @@ import tarfile
 import zipfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from staging_fixtures import (
@@ -28,6 +30,7 @@ from cryoflow.staging.config import StagingConfig
 from cryoflow.staging.registry import stager_class
 from cryoflow.staging.retry import RetryPolicy, call_with_retry
 from cryoflow.staging.stage import stage_in, stage_out, sweep_staging
+from cryoflow.workers.handle import WorkerHandle
 
 __all__ = ["http_server", "moto", "sshd"]  # fixtures used by name
 
@@ -354,3 +357,35 @@ def test_errors_name_the_url_but_never_its_password(sshd: SshServer, tmp_path: P
     with pytest.raises(StagingError) as caught:
         stage_in(url, {}, work_dir=tmp_path, config=config)
     assert "absent.bin" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+# -- the copyfiles module
+
+
+def _copyfiles() -> Any:
+    path = Path(__file__).resolve().parents[1] / "modules" / "copyfiles.py"
+    spec = importlib.util.spec_from_file_location("cryoflow_test_copyfiles", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_copyfiles_copies_between_http_s3_ssh_and_local_folders(
+    http_server: FaultyHttpServer, moto: MotoServer, sshd: SshServer, tmp_path: Path
+):
+    (http_server.docroot / "p.bin").write_bytes(b"payload")
+    bucket = moto.bucket()
+    known = sshd.known_hosts(tmp_path / "known_hosts")
+    worker = WorkerHandle("w1")
+    worker.staging_config = make_config(s3=moto.settings(), ssh=sshd.settings(known))  # type: ignore[attr-defined]
+    copy = _copyfiles().process_task
+    task = {"args": {"src": http_server.url("/f/p.bin"), "dst": f"s3://{bucket}/in/"}}
+    assert copy(worker, task) == (100, {"dst": f"s3://{bucket}/in/p.bin"})
+    ssh_dir = f"ssh://127.0.0.1:{sshd.port}{sshd.folder}/copies/"
+    task = {"args": {"src": [f"s3://{bucket}/in/p.bin"], "dst": ssh_dir}}
+    assert copy(worker, task) == (100, {"dst": [f"{ssh_dir}p.bin"]})
+    task = {"args": {"src": f"{ssh_dir}p.bin", "dst": str(tmp_path / "o.bin"), "basename": False}}
+    assert copy(worker, task) == (100, {"dst": str(tmp_path / "o.bin")})
+    assert (tmp_path / "o.bin").read_bytes() == b"payload"
+    assert worker.status["progress"] == 100
