@@ -10,9 +10,9 @@ Contract:
   read-only token on an admin route: 403. Tokens in the query string are ignored.
   Browsers cannot set headers on a WebSocket, so ``/api/v1/events`` also accepts the
   subprotocol ``bearer.<base64url(TOKEN)>``.
-- A state change (any method but ``GET``/``HEAD``) needs ``Content-Type:
-  application/json`` and, when the browser sends an ``Origin``, the same origin:
-  HTML forms on other sites cannot post here. No CORS headers are ever sent.
+- A state change (any method but ``GET``/``HEAD``) with a body needs ``Content-Type:
+  application/json``, and, when the browser sends an ``Origin``, the same origin:
+  HTML forms and scripts on other sites cannot post here. No CORS headers are sent.
 - Tokens are compared with :func:`hmac.compare_digest` and never logged.
 """
 
@@ -138,7 +138,7 @@ def check_state_change(request: web.Request) -> web.Response | None:
     origin = request.headers.get("Origin")
     if origin is not None and urlsplit(origin).netloc != request.host:
         return _refusal(403, "cross-origin requests are not accepted")
-    if request.content_type != "application/json":
+    if request.body_exists and request.content_type != "application/json":
         return _refusal(415, "send actions with 'Content-Type: application/json'")
     return None
 
@@ -148,6 +148,9 @@ def access_middleware(tokens: Tokens) -> Middleware:
 
     @web.middleware
     async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+        unmatched = request.match_info.http_exception
+        if unmatched is not None:  # 404 or 405: no route to guard
+            raise unmatched
         refusal = check_access(request, tokens) or check_state_change(request)
         return refusal if refusal is not None else await handler(request)
 

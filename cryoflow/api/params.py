@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 MAX_LIMIT = 1000
 MAX_BODY_BYTES = 64 * 1024
@@ -115,3 +116,33 @@ def reason(body: dict[str, Any], default: str) -> str:
 def json_error(status: int, message: str) -> web.Response:
     """A JSON ``{"error": message}`` response with ``status``."""
     return web.json_response({"error": message}, status=status)
+
+
+def query_names(document: Mapping[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    """``{(METHOD, path): query parameter names}`` from an OpenAPI document."""
+    names = {}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            params = operation.get("parameters", [])
+            names[(method.upper(), path)] = frozenset(p["name"] for p in params
+                                                      if p["in"] == "query")
+    return names
+
+
+def query_middleware(document: Mapping[str, Any]) -> Middleware:
+    """Refuse query parameters the OpenAPI document does not list for the route (400)."""
+    allowed = query_names(document)
+
+    @web.middleware
+    async def check_query(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                          ) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        known = allowed.get((request.method, route.canonical if route else ""), frozenset())
+        unknown = sorted(set(request.query) - known)
+        if unknown:
+            takes = ", ".join(sorted(known)) or "none"
+            raise bad_request(f"unknown query parameter {unknown[0]!r}; this route takes {takes}")
+        return await handler(request)
+
+    return check_query

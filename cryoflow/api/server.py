@@ -8,6 +8,7 @@ off ``head.listeners`` and the core never imports it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from cryoflow.api.context import CONTEXT, ApiContext
 from cryoflow.api.events import EventHub
 from cryoflow.api.feed import EventFeed, LastOutputs
 from cryoflow.api.metrics import MetricsCollector
-from cryoflow.api.params import MAX_BODY_BYTES
+from cryoflow.api.params import MAX_BODY_BYTES, query_middleware
 from cryoflow.errors import ConfigError
 from cryoflow.head import Head
 
@@ -41,7 +42,8 @@ def build_context(head: Head, tokens: Tokens) -> ApiContext:
 def build_app(context: ApiContext) -> web.Application:
     """The aiohttp application: middlewares, security headers and every route."""
     app = web.Application(
-        middlewares=[json_errors_middleware, access_middleware(context.tokens)],
+        middlewares=[json_errors_middleware, access_middleware(context.tokens),
+                     query_middleware(json.loads(routes_system.package_file("openapi.json")))],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONTEXT] = context
