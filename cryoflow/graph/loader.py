@@ -270,8 +270,9 @@ def _build_nodes(
     nodes: list[Node] = []
     infos: dict[str, ModuleInfo] = {}
     known: set[str] = set()
+    failed: set[str] = set()
     for raw in raws:
-        info = _find_module(raw, finder, problems)
+        info = _find_module(raw, finder, problems, failed)
         keys = merged_keys(raw.raw, defaults.of(info))
         nodes.append(build_node(raw, keys, info, ctx))
         if info is not None:
@@ -281,7 +282,10 @@ def _build_nodes(
     return nodes, infos, frozenset(known)
 
 
-def _find_module(raw: RawNode, finder: ModuleFinder, problems: Problems) -> ModuleInfo | None:
+def _find_module(
+    raw: RawNode, finder: ModuleFinder, problems: Problems, failed: set[str]
+) -> ModuleInfo | None:
+    """The node's module; a module that cannot be loaded is explained once."""
     name = raw.raw.get("module")
     if "serviceURL" in raw.raw:
         return None
@@ -291,7 +295,10 @@ def _find_module(raw: RawNode, finder: ModuleFinder, problems: Problems) -> Modu
     try:
         return finder.find(name)
     except ModuleLoadError as e:
-        problems.error(raw.label, str(e))
+        problems.error(
+            raw.label, f"module {name!r} cannot be used (see above)" if name in failed else str(e)
+        )
+        failed.add(name)
         return None
 
 
