@@ -135,7 +135,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     chroot = Path(f"/run/cryoflow-test-sshroot-{uuid.uuid4().hex[:8]}")  # root-owned parents
     (chroot / "data").mkdir(mode=0o755, parents=True)
     config = _sshd_config(folder, port, chroot_port, chroot)
-    log = open(folder / "sshd.log", "wb")  # noqa: SIM115
+    log = open(folder / "sshd.log", "wb")
     process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
     try:
         wait_for_port(port)

@@ -107,7 +107,7 @@ def _etag(value: Any) -> str | None:
 
 def multipart_etag(part_md5s: list[bytes]) -> str:
     """The ETag S3 gives an object uploaded in these parts (their raw MD5 digests)."""
-    return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"  # noqa: S324
+    return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"
 
 
 def part_size_for(size: int, part_bytes: int) -> int:
@@ -347,14 +347,12 @@ class S3Stager:
     def _send_parts(self, ref: _Ref, src: Path, size: int, upload_id: str) -> list[dict[str, Any]]:
         step = part_size_for(size, self.settings.part_bytes)
         stop = threading.Event()
-        fd = os.open(src, os.O_RDONLY)
-        try:
 
-            def send(number: int, offset: int, length: int) -> dict[str, Any]:
-                if stop.is_set():
-                    raise TransientStagingError(f"upload to {ref.url} stopped")
-                data = _read_exact(fd, offset, length, src)
-                digest = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324
+        def send(number: int, offset: int, length: int) -> dict[str, Any]:
+            if stop.is_set():
+                raise TransientStagingError(f"upload to {ref.url} stopped")
+            with _FileRange(src, offset, length) as body:
+                md5 = body.md5_b64()
                 reply = self._call(
                     ref,
                     "upload to",
@@ -362,19 +360,17 @@ class S3Stager:
                         **ref.loc,
                         UploadId=upload_id,
                         PartNumber=number,
-                        Body=data,
-                        ContentMD5=digest,
+                        Body=body,
+                        ContentLength=length,
+                        ContentMD5=md5,
                     ),
                 )
-                return {"PartNumber": number, "ETag": reply["ETag"]}
+            return {"PartNumber": number, "ETag": reply["ETag"]}
 
-            with _Pool(self.settings.max_concurrency, stop) as pool:
-                futures = [
-                    pool.submit(send, i + 1, o, n) for i, (o, n) in enumerate(_ranges(size, step))
-                ]
-                return [f.result() for f in futures]
-        finally:
-            os.close(fd)
+        with _Pool(self.settings.max_concurrency, stop) as pool:
+            ranges = enumerate(_ranges(size, step), start=1)
+            futures = [pool.submit(send, number, o, n) for number, (o, n) in ranges]
+            return [f.result() for f in futures]
 
     def _abort(self, ref: _Ref, upload_id: str) -> None:
         try:
@@ -410,8 +406,8 @@ class _EtagHasher:
 
     def __init__(self, part_bytes: int | None) -> None:
         self.part_bytes = part_bytes
-        self.whole = hashlib.md5()  # noqa: S324
-        self.part = hashlib.md5()  # noqa: S324
+        self.whole = hashlib.md5()
+        self.part = hashlib.md5()
         self.part_fill = 0
         self.parts: list[bytes] = []
 
@@ -430,7 +426,7 @@ class _EtagHasher:
 
     def _close_part(self) -> None:
         self.parts.append(self.part.digest())
-        self.part, self.part_fill = hashlib.md5(), 0  # noqa: S324
+        self.part, self.part_fill = hashlib.md5(), 0
 
     def can_check(self, announced: str | None) -> bool:
         """True when hashing can confirm the ``announced`` ETag."""
@@ -529,15 +525,54 @@ def _hash_from_file(fd: int, offset: int, length: int, hasher: _EtagHasher) -> N
         offset += len(data)
 
 
-def _read_exact(fd: int, offset: int, length: int, src: Path) -> bytes:
-    data = os.pread(fd, length, offset)
-    if len(data) != length:
-        raise StagingError(f"{src} changed while it was uploaded")
-    return data
+class _FileRange:
+    """A seekable, read-only view of ``length`` bytes of ``path`` from ``offset``.
+
+    A part is streamed from the file as it is sent, never held in memory whole.
+    """
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        self._file = open(path, "rb")
+        self.offset, self.length, self._pos = offset, length, 0
+        self._file.seek(offset)
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self.length - self._pos
+        data = self._file.read(left if size is None or size < 0 else min(size, left))
+        self._pos += len(data)
+        if size and not data and left:
+            raise StagingError(f"{self._file.name} changed while it was uploaded")
+        return data
+
+    def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self.length}[whence]
+        self._pos = max(0, min(self.length, base + position))
+        self._file.seek(self.offset + self._pos)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def md5_b64(self) -> str:
+        """Base64 MD5 of the range (for ``Content-MD5``), read once; rewinds after."""
+        digest = hashlib.md5()
+        for chunk in iter(lambda: self.read(CHUNK), b""):
+            digest.update(chunk)
+        self.seek(0)
+        return base64.b64encode(digest.digest()).decode()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _FileRange:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _file_md5(src: Path) -> str:
-    digest = hashlib.md5()  # noqa: S324
+    digest = hashlib.md5()
     with open(src, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             digest.update(chunk)

@@ -1,0 +1,213 @@
+"""W7: staging throughput against a loopback S3 server, beside plain boto3.
+
+Starts moto's S3 server in its own process on a free loopback port, writes a test file
+(1 GiB, or 64 MiB with ``--quick``), and moves it up and down twice: with boto3's
+``upload_file``/``download_file`` (the ``aws s3 cp`` machinery) and with cryoflow's
+``stage_out``/``stage_in`` (verified, retried, through a staging file). Prints MB/s, the
+ratio to boto3 and the peak RSS growth of this process during each transfer, sampled
+every 10 ms: it must stay flat (streamed), far below the object size.
+
+    .venv/bin/python bench/staging_bench.py [--quick] [--size-mib N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psutil
+
+from cryoflow.staging.config import S3Settings, StagingConfig
+from cryoflow.staging.stage import stage_in, stage_out
+
+MiB = 1 << 20
+KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
+
+
+@dataclass(frozen=True)
+class Row:
+    direction: str
+    client: str
+    seconds: float
+    size: int
+    peak_rss: int
+
+    @property
+    def mb_s(self) -> float:
+        return self.size / 1e6 / self.seconds
+
+
+class PeakRss:
+    """Samples this process's RSS on a thread; ``growth`` is the peak minus the start."""
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        self.process = psutil.Process()
+        self.interval_s = interval_s
+        self.start = self.peak = self.process.memory_info().rss
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval_s):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def write_file(path: Path, size: int) -> None:
+    block = os.urandom(16 * MiB)
+    with open(path, "wb") as out:
+        for start in range(0, size, len(block)):
+            out.write(block[: size - start])
+
+
+def measure(direction: str, client: str, size: int, action: Callable[[], Any]) -> Row:
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        action()
+        seconds = time.perf_counter() - started
+    return Row(direction, client, seconds, size, rss.growth)
+
+
+def run(size: int, folder: Path) -> list[Row]:
+    src = folder / "object.bin"
+    write_file(src, size)
+    with moto_server() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, **KEYS)
+        s3.create_bucket(Bucket="bench")
+        settings = S3Settings(
+            endpoint_url=endpoint, access_key="bench", secret_key="bench", region="us-east-1"
+        )
+        config = StagingConfig(s3=settings)
+        url = "s3://bench/boto3/object.bin"
+        rows = [
+            measure(
+                "up",
+                "boto3 upload_file",
+                size,
+                lambda: s3.upload_file(str(src), "bench", "boto3/object.bin"),
+            ),
+            measure(
+                "up",
+                "cryoflow stage_out",
+                size,
+                lambda: stage_out(str(src), "s3://bench/cryoflow/", basename=True, config=config),
+            ),
+            measure(
+                "down",
+                "boto3 download_file",
+                size,
+                lambda: s3.download_file("bench", "boto3/object.bin", str(folder / "boto3.bin")),
+            ),
+            measure(
+                "down",
+                "cryoflow stage_in",
+                size,
+                lambda: stage_in(url, {}, work_dir=folder / "work", config=config),
+            ),
+        ]
+        _check_same(src, folder / "work" / "object.bin")
+        s3.close()
+    return rows
+
+
+def _check_same(a: Path, b: Path) -> None:
+    if a.stat().st_size != b.stat().st_size or not _same_bytes(a, b):
+        raise SystemExit(f"{b} differs from {a}")
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(8 * MiB), fb.read(8 * MiB)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def table(rows: list[Row]) -> str:
+    base = {r.direction: r.mb_s for r in rows if r.client.startswith("boto3")}
+    lines = [
+        "| direction | client | seconds | MB/s | vs boto3 | peak RSS growth |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.direction} | {r.client} | {r.seconds:.2f} | {r.mb_s:.0f} | "
+            f"{r.mb_s / base[r.direction]:.0%} | {r.peak_rss / MiB:.0f} MiB |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="64 MiB instead of 1 GiB")
+    parser.add_argument("--size-mib", type=int, default=None)
+    args = parser.parse_args(argv)
+    size = (args.size_mib or (64 if args.quick else 1024)) * MiB
+    folder = Path(tempfile.mkdtemp(prefix="cryoflow-bench-"))
+    try:
+        rows = run(size, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"object: {size / MiB:.0f} MiB over loopback moto S3 ({os.cpu_count()} CPUs)")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
