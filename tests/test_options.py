@@ -168,3 +168,10 @@ def test_the_reserved_flags_are_exactly_ccworkflows_own() -> None:
 
     flags = {s.lstrip("-") for action in build_parser()._actions for s in action.option_strings}
     assert flags == RESERVED_FLAGS
+
+
+@pytest.mark.parametrize("name", ["", "-x", "two words", "x=1", "9lives"])
+def test_an_option_name_must_be_a_plain_word(name: str) -> None:
+    assert option_problems({name: OptionSpec(name)}) == [
+        f"option {name!r}: a name starts with a letter and holds only letters, digits, '-' and '_'"
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ RESERVED_FLAGS = frozenset(
 """``ccworkflow``'s own flags (dashed spelling); a workflow option may not reuse one."""
 
 _DEST_PREFIX = "cryoflow_option:"
+_OPTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0", ""})
 
@@ -177,6 +179,12 @@ def option_problems(options: Mapping[str, OptionSpec]) -> list[str]:
     problems: list[str] = []
     seen: dict[str, str] = {}
     for name, spec in options.items():
+        if not _OPTION_NAME.fullmatch(name):
+            problems.append(
+                f"option {name!r}: a name starts with a letter and holds only letters, "
+                "digits, '-' and '_'"
+            )
+            continue
         flags = [canonical(name)] + ([f"no-{canonical(name)}"] if spec.type == "bool" else [])
         for flag in flags:
             if flag in RESERVED_FLAGS:
