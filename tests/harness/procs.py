@@ -185,15 +185,17 @@ class Processes:
         return head
 
     def ccworkflow(self, graph: Path, *args: str, env: Mapping[str, str] | None = None,
-                   cwd: Path | None = None) -> HeadProcess:
-        """Start ``ccworkflow GRAPH ARGS`` with the probe modules on its module path."""
-        argv = [*ccworkflow_command(), str(graph), "--modules", str(PROBE_MODULES), *args]
+                   cwd: Path | None = None, probes: bool = True) -> HeadProcess:
+        """Start ``ccworkflow GRAPH ARGS``, with the probe modules on its module path
+        unless ``probes`` is false."""
+        modules = ["--modules", str(PROBE_MODULES)] if probes else []
+        argv = [*ccworkflow_command(), str(graph), *modules, *args]
         return self.start(argv, env=env, cwd=cwd)
 
     def run(self, graph: Path, *args: str, timeout_s: float = 45.0,
-            env: Mapping[str, str] | None = None) -> tuple[int, str]:
+            env: Mapping[str, str] | None = None, probes: bool = True) -> tuple[int, str]:
         """Run ``ccworkflow`` to its end: ``(exit code, output)``."""
-        head = self.ccworkflow(graph, *args, env=env)
+        head = self.ccworkflow(graph, *args, env=env, probes=probes)
         code = head.wait(timeout_s)
         return code, head.output()
 
