@@ -94,6 +94,10 @@ class Engine:
             pebble.put(name, branch, state, self._is_main(name))
         self._pebbles[pebble_id] = pebble
 
+    def is_current(self, job_id: str) -> bool:
+        """Is ``job_id`` the attempt the engine waits for (not stale, not cancelled)?"""
+        return _Step(self, 0.0).job_target(job_id) is not None
+
     def check_idle(self, pebble_id: int, now: float) -> list[Action]:
         """Release deferred jobs and finish the pebble if nothing else is open."""
         step = _Step(self, now)
@@ -146,7 +150,7 @@ class _Step:
         self.settle(pebble)
 
     def job_finished(self, event: JobFinished) -> None:
-        found = self._job_target(event.job_id)
+        found = self.job_target(event.job_id)
         if found is None:
             return
         pebble, name, branch, state = found
@@ -165,7 +169,7 @@ class _Step:
         self.settle(pebble)
 
     def job_lost(self, event: JobLost) -> None:
-        found = self._job_target(event.job_id)
+        found = self.job_target(event.job_id)
         if found is None:
             return
         pebble, name, branch, state = found
@@ -196,7 +200,7 @@ class _Step:
         pebble.put(name, branch, state, self.engine._is_main(name))
         self.actions.append(NodeChanged(pebble.id, name, branch, state))
 
-    def _job_target(
+    def job_target(
         self, jid: str
     ) -> tuple[PebbleState, str, Branch, NodeState] | None:
         where, _, attempt = jid.rpartition("#")

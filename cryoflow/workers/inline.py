@@ -35,8 +35,9 @@ class InlineExecutor:
     async def start(self, sink: JobSink) -> None:
         self._sink = sink
         self._loop = asyncio.get_running_loop()
-        self._pool = ThreadPoolExecutor(max(1, sum(self._capacity.values())),
-                                        thread_name_prefix="cryoflow-inline")
+        self._pool = ThreadPoolExecutor(
+            max(1, sum(self._capacity.values())), thread_name_prefix="cryoflow-inline"
+        )
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         for event in self._cancel.values():
