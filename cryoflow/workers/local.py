@@ -76,7 +76,9 @@ class _Worker:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     timed_out: bool = False
     retiring: bool = False
-    exited: bool = False
+    exit_seen: bool = False
+    kill_report: tuple[str, JobResult] | None = None
+    """The result to report once a killed job's process group got its SIGKILL."""
     host: str = ""
 
     @property
@@ -114,6 +116,7 @@ class LocalExecutor:
         self._idle: dict[WorkerClass, list[_Worker]] = {c: [] for c in WorkerClass}
         self._workers: set[_Worker] = set()
         self._by_job: dict[str, _Worker] = {}
+        self._dying: set[_Worker] = set()
         self._sink: JobSink = _NullSink()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -180,6 +183,9 @@ class LocalExecutor:
         Jobs still running are reported lost. No worker process outlives this call.
         """
         self._stopping = True
+        groups = {worker.pid for worker in self._workers | self._dying}
+        for worker in list(self._dying):
+            self._finish_kill(worker)
         for worker in list(self._workers):
             self._cancel_timers(worker)
             self._close_pipe(worker)
@@ -191,7 +197,9 @@ class LocalExecutor:
             _killpg(worker.pid, signal.SIGKILL)
         await self._wait_exited(5.0)
         for worker in list(self._workers):
-            self._on_exit(worker)  # blocks only if a SIGKILLed process was not reaped yet
+            self._on_exit(worker)
+            self._finish_kill(worker)  # waits only for a process SIGKILL did not end yet
+        await _wait_groups_gone(groups, 5.0)
 
     # Worker processes
 
@@ -298,21 +306,36 @@ class LocalExecutor:
         self._later(worker, self._grace_s, self._kill_job, worker, job_id, Outcome.TIMEOUT, error)
 
     def _kill_job(self, worker: _Worker, job_id: str, outcome: Outcome, error: str) -> None:
-        """The job ignored its cancel: kill its worker's group and give the slot a new one."""
+        """The job ignored its cancel: kill its worker's group and give the slot a new one.
+
+        SIGTERM now, SIGKILL ``TERM_TO_KILL_S`` later; the job is reported finished only
+        then, so no part of it still runs when the head may retry it.
+        """
         if worker.job is None or worker.job.id != job_id or worker.retiring:
             return
         task = self._end_job(worker)
+        now = time.time()
+        stats = {"started": worker.job_started, "finished": now, "worker": worker.slot.name}
+        stats["runtime"] = now - worker.job_started
+        worker.kill_report = (task.id, JobResult(outcome, None, error, stats))
         self._retire(worker, kill=True)
+        self._dying.add(worker)
         if not self._stopping:
             self._spawn(worker.slot)
-        now = time.time()
-        stats = {
-            "started": worker.job_started,
-            "finished": now,
-            "runtime": now - worker.job_started,
-            "worker": worker.slot.name,
-        }
-        self._sink.job_finished(task.id, JobResult(outcome, None, error, stats))
+
+    def _finish_kill(self, worker: _Worker) -> None:
+        """SIGKILL what is left of a killed job's group, then report the job ended."""
+        if worker not in self._dying:
+            return
+        self._dying.discard(worker)
+        if worker.exit_seen:
+            self._reap(worker)
+        else:
+            _killpg(worker.pid, signal.SIGKILL)  # still alive: _on_exit reaps it
+        if worker.kill_report is not None:
+            job_id, result = worker.kill_report
+            worker.kill_report = None
+            self._sink.job_finished(job_id, result)
 
     def _retire(self, worker: _Worker, *, kill: bool = False) -> None:
         """Take a worker out of service; it exits on its own, or is killed."""
@@ -323,28 +346,41 @@ class LocalExecutor:
         if kill:
             _killpg(worker.pid, signal.SIGTERM)
             assert self._loop is not None
-            self._loop.call_later(TERM_TO_KILL_S, _killpg, worker.pid, signal.SIGKILL)
+            self._loop.call_later(TERM_TO_KILL_S, self._finish_kill, worker)
         else:
             self._close_pipe(worker)
 
     def _on_exit(self, worker: _Worker) -> None:
-        """The process ended: read what it still sent, reap it, replace it if needed."""
-        if worker.exited:
+        """The process ended: read what it still sent, then reap it (see :meth:`_reap`).
+
+        A worker being killed for its job is reaped by :meth:`_finish_kill` instead,
+        after the grace its group's other processes get between SIGTERM and SIGKILL.
+        """
+        if worker.exit_seen:
             return
+        worker.exit_seen = True
         self._drain(worker)
         self._close_pipe(worker)
-        assert self._loop is not None
         if worker.exit_fd is not None:
+            assert self._loop is not None
             self._loop.remove_reader(worker.exit_fd)
             os.close(worker.exit_fd)
+        if worker not in self._dying:
+            self._reap(worker)
+
+    def _reap(self, worker: _Worker) -> None:
+        """Kill what is left in the worker's process group, collect it, replace it if needed.
+
+        The group is killed while the worker is an unreaped zombie, so its pid (the
+        group id) cannot have been reused: a job's stray children never outlive it.
+        """
+        _killpg(worker.pid, signal.SIGKILL)
         worker.process.wait()
-        how = _describe_exit(worker)
-        worker.exited = True
         self._workers.discard(worker)
         self._psutil.pop(worker.pid, None)
         if not self._workers:
             self._all_exited.set()
-        self._after_exit(worker, how)
+        self._after_exit(worker, _describe_exit(worker))
 
     def _after_exit(self, worker: _Worker, how: str) -> None:
         idle = self._idle[worker.slot.worker_class]
@@ -435,6 +471,49 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+async def _wait_groups_gone(groups: set[int], timeout_s: float) -> None:
+    """Wait until every process of these (SIGKILLed) process groups has exited."""
+    loop = asyncio.get_running_loop()
+    pidfds: list[int] = []
+    waiters: list[asyncio.Future[None]] = []
+    for pid in _group_members(groups):
+        fd = _pidfd(pid)
+        if fd is None:
+            continue
+        pidfds.append(fd)
+        waiters.append(loop.create_future())
+        loop.add_reader(fd, _resolve, waiters[-1])
+    try:
+        if waiters:
+            await asyncio.wait(waiters, timeout=timeout_s)
+    finally:
+        for fd in pidfds:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
+def _group_members(groups: set[int]) -> list[int]:
+    """Pids (zombies included) whose process group is one of ``groups`` (Linux /proc)."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) in groups:
+                    members.append(int(entry))
+            except OSError:
+                continue
+    return members
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _describe_exit(worker: _Worker) -> str:
