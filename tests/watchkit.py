@@ -17,7 +17,7 @@ from enginekit import graph, node
 
 from cryoflow.graph.model import Graph, Node, WorkerClass
 from cryoflow.head import Head
-from cryoflow.inputs import InputRunner
+from cryoflow.inputs import InputHandler, InputRunner
 from cryoflow.store import Store
 from cryoflow.store.reader import StoreReader
 from cryoflow.workers.inline import InlineExecutor
@@ -50,10 +50,15 @@ class Rig:
     """Runs a head and its inputs on an event loop in a background thread."""
 
     def __init__(self, g: Graph, state: Path, *, workers: int = 2,
-                 options: Mapping[str, Any] | None = None) -> None:
+                 options: Mapping[str, Any] | None = None, run_inputs: bool = True,
+                 max_pages: int | None = None) -> None:
         self.graph = g
         self.state = state
-        self.slots = {WorkerClass.NORMAL: workers, WorkerClass.ADMIN: 1} if workers else {}
+        self.run_inputs = run_inputs
+        self.max_pages = max_pages
+        # no workers: a class with 0 slots (an empty mapping means the default slots)
+        self.slots = ({WorkerClass.NORMAL: workers, WorkerClass.ADMIN: 1} if workers
+                      else {WorkerClass.NORMAL: 0})
         self.options = dict(options or {})
         self.loop: asyncio.AbstractEventLoop | None = None
         self.head: Head | None = None
@@ -91,13 +96,14 @@ class Rig:
     async def _run(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.store = Store.open(self.state, workflow=self.graph.name)
+        self.store = Store.open(self.state, workflow=self.graph.name, max_pages=self.max_pages)
         try:
             self.head = Head(self.graph, store=self.store, options=self.options,
                              executor=InlineExecutor(slots=self.slots))
             await self.head.start()
             self.inputs = InputRunner(self.head, self.graph, self.options, {})
-            self.inputs.start(self.loop)
+            if self.run_inputs:
+                self.inputs.start(self.loop)
             self.reader = self.store.reader()
             self._ready.set()
             await self._stop.wait()
@@ -116,6 +122,11 @@ class Rig:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def handler(self, name: str) -> InputHandler:
+        """The input handler of input node ``name``, for a watcher run by the test."""
+        assert self.head is not None and self.loop is not None
+        return InputHandler(self.head, self.graph.nodes[name], self.loop)
 
     def pebbles(self, input_node: str | None = None) -> list[dict[str, Any]]:
         assert self.reader is not None
