@@ -25,11 +25,13 @@ ADMIN_TOKEN = "admin-token-9876543210"
 T = TypeVar("T")
 
 
-def gate(name: str, parents: tuple[str, ...], run_on: str = "success", **args: Any) -> Node:
-    """A node that waits for ``In.gate`` (a file) and echoes its other arguments."""
-    spec = {"x": {"output": "In.x", "default": None},
-            "gate": {"output": "In.gate", "default": None},
-            "fail": {"output": "In.fail", "default": False}, **args}
+def gate(name: str, parents: tuple[str, ...], run_on: str = "success", source: str = "In",
+         **args: Any) -> Node:
+    """A node that waits for ``<source>.gate`` (a file) and echoes its other arguments."""
+    spec = {"x": {"output": f"{source}.x", "default": None},
+            "gate": {"output": f"{source}.gate", "default": None},
+            "fail": {"output": f"{source}.fail", "default": False},
+            "label": {"output": f"{source}.label", "default": None}, **args}
     return node(name, parents, module="gate", module_ref=GATE, args=spec, run_on=run_on)
 
 
@@ -54,7 +56,7 @@ class Served:
         return self.api.url
 
     async def offer(self, **item: Any) -> int:
-        return await self.head.offer("In", item)
+        return await self.head.offer(self.head.graph.input_nodes[0].name, item)
 
     async def idle(self, timeout_s: float = 20) -> None:
         await asyncio.wait_for(self.head.wait_idle(), timeout_s)

@@ -63,7 +63,8 @@ def test_definition_and_active_views_use_the_cloudmesh_shapes(tmp_path: Path) ->
     statuses = {o["name"]: o["status"] for o in active["items"]}
     assert statuses == {"In": "finished", "A": "finished", "B": "finished"}
     results = {o["name"]: o["result"] for o in one["items"]}
-    assert results["B"] == {"x": 7, "fail": False} and one["collection"] == "t-flow-active"
+    assert results["B"] == {"x": 7, "fail": False, "label": None}
+    assert one["collection"] == "t-flow-active"
     assert all(o["dependencies"] == [] for o in one["items"])
 
 
@@ -118,7 +119,8 @@ def test_jobs_are_listed_and_each_has_its_log_lines_and_status_values(tmp_path: 
 
     jobs, job, logs, status, missing, grep = run(go())
     assert [j["id"] for j in jobs["items"]] == ["1/A#1"]
-    assert job["args"]["x"] == "hello" and job["retval"] == {"x": "hello", "fail": False}
+    assert job["args"]["x"] == "hello"
+    assert job["retval"] == {"x": "hello", "fail": False, "label": None}
     assert [line["message"] for line in logs["items"]] == ["gate passed for hello"]
     assert status["channel"] == "A" and status["values"]["progress"] == 90
     assert missing[0] == 404

@@ -54,8 +54,8 @@ class Client:
         self.ready.set()
 
     async def send(self, messages: list[Message]) -> None:
-        await asyncio.wait_for(self.ws.send_str(json.dumps(messages, default=str)),
-                               SEND_TIMEOUT_S)
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await self.ws.send_str(json.dumps(messages, default=str))
         for message in messages:
             if message["type"] == "event":
                 self.seq = message["seq"]
@@ -68,7 +68,7 @@ class Client:
             await self._pump()
         except (TimeoutError, ConnectionError):
             with contextlib.suppress(TimeoutError, ConnectionError):
-                await asyncio.wait_for(self.ws.close(code=WSCloseCode.GOING_AWAY), 1.0)
+                await _close(self.ws, WSCloseCode.GOING_AWAY, b"the connection stalled")
 
     async def _pump(self) -> None:
         while True:
@@ -85,8 +85,7 @@ class Client:
     async def close_too_slow(self) -> None:
         reason = f"too slow; reconnect with after={self.seq}&after_log={self.log_id}"
         with contextlib.suppress(TimeoutError, ConnectionError):
-            await asyncio.wait_for(self.ws.close(code=CLOSE_TOO_SLOW, message=reason.encode()),
-                                   SEND_TIMEOUT_S)
+            await _close(self.ws, CLOSE_TOO_SLOW, reason.encode())
 
 
 class EventHub:
@@ -113,7 +112,8 @@ class EventHub:
                 if not client.too_slow:  # else the pump is closing the socket: let it finish
                     pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError, ConnectionError):
-                    await asyncio.wait_for(pump, SEND_TIMEOUT_S)
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await pump
         finally:
             self.feed.unsubscribe(client.offer)
             self.clients.discard(client)
@@ -144,9 +144,13 @@ class EventHub:
         """Close every client with 1001 (going away)."""
         for client in list(self.clients):
             with contextlib.suppress(TimeoutError, ConnectionError):
-                await asyncio.wait_for(
-                    client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"the head is stopping"),
-                    SEND_TIMEOUT_S)
+                await _close(client.ws, WSCloseCode.GOING_AWAY, b"the head is stopping")
+
+
+async def _close(ws: web.WebSocketResponse, code: int, reason: bytes) -> None:
+    """Close ``ws``, giving up after :data:`SEND_TIMEOUT_S`."""
+    async with asyncio.timeout(SEND_TIMEOUT_S):
+        await ws.close(code=code, message=reason)
 
 
 async def events_handler(request: web.Request) -> web.StreamResponse:

@@ -114,7 +114,8 @@ class EventFeed:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):  # unlike wait_for, never eats a cancel
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 self.poll()

@@ -12,7 +12,7 @@ const MARGIN = 16;
 const PAGE = 50;
 const MAX_LOG_LINES = 500;
 const MAX_GANTT_JOBS = 300;
-const REFRESH_MS = 200;
+const REFRESH_MS = 100;
 const STATUSES = ["pending", "running", "finished", "error", "skipped", "defined"];
 
 const view = {
@@ -269,7 +269,7 @@ async function selectNode(name) {
 function showPebbleNode(name) {
   const nodes = view.pebble.nodes.filter((n) => n.name === name || n.name.startsWith(name + "@"));
   const parts = nodes.map((n) => el("div", {}, el("h3", {}, n.name, " ", statusBadge(n.status)),
-    el("pre", { class: "value" }, show(n.output)),
+    n.output === null ? null : el("pre", { class: "value" }, show(n.output)),
     ...n.branches.filter((b) => b.error).map((b) => el("pre", { class: "value error" }, b.error))));
   detail(`Pebble ${view.pebble.id} · node ${name}`, ...parts, jobTable(view.pebble.jobs.filter((j) => j.node.split("@")[0] === name)));
 }
@@ -309,8 +309,9 @@ function pebbleNodes(pebble) {
   const box = el("div");
   for (const node of pebble.nodes) {
     const errors = node.branches.filter((b) => b.error).map((b) => el("pre", { class: "value error" }, b.error));
+    const output = node.output === null ? null : el("pre", { class: "value" }, show(node.output));
     box.append(el("div", { "data-pebble-node": node.name }, el("strong", {}, node.name), " ", statusBadge(node.status),
-      el("pre", { class: "value" }, show(node.output)), ...errors));
+      output, ...errors));
   }
   return box;
 }
@@ -394,8 +395,10 @@ function drawGantt() {
   const jobs = [...view.gantt.values()];
   if (!jobs.length) return setAttrs(chart, { width: 10, height: 10 });
   const now = Date.now() / 1000;
+  const running = jobs.some((j) => j.end === null);
   const t0 = Math.min(...jobs.map((j) => j.start));
-  const t1 = Math.max(now, ...jobs.map((j) => j.end || now));
+  const t1 = Math.max(...jobs.map((j) => j.end || now), running ? now : t0);
+  if (running) later("gantt", drawGantt, 1000);
   const workers = [...new Set(jobs.map((j) => j.worker))].sort();
   const left = 170, width = 900, row = 18;
   const scale = width / Math.max(t1 - t0, 0.001);

@@ -1,0 +1,273 @@
+"""The web view in real headless Chromium (Debian ``chromium``) driven by Playwright.
+
+These tests fail, not skip, when Chromium is missing: CI installs it
+(``apt-get install -y chromium``). Screenshots go to ``test-artifacts/``; one of them
+is also written to ``docs/webview.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apikit import GATE, ServedInThread, chain, gate
+from enginekit import graph, node
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from cryoflow.engine.records import (
+    NodeChanged,
+    NodeState,
+    NodeStatus,
+    PebbleDone,
+    PebbleOutcome,
+)
+from cryoflow.graph.model import Outcome
+from cryoflow.store import Store
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage"]
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+XSS = "<img src=x onerror=alert(1)>"
+GREEN = "rgb(92, 196, 106)"
+RED = "rgb(229, 83, 75)"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), (
+        f"{CHROMIUM} is missing; install Debian's chromium: apt-get install -y chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+class Watched:
+    """A page with every console error, page error and dialog it produced."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self, url: str) -> None:
+        self.page.goto(url)
+        self.page.wait_for_selector("g.node", timeout=10_000)
+        self.page.wait_for_selector("#conn.conn-on", timeout=10_000)
+
+    def status(self, name: str) -> str | None:
+        return self.page.get_attribute(f'g.node[data-node="{name}"]', "data-status")
+
+    def wait_status(self, name: str, status: str, timeout_s: float = 10.0) -> float:
+        """Wait until node ``name`` shows ``status``; return how long it took."""
+        started = time.monotonic()
+        self.page.wait_for_selector(f'g.node[data-node="{name}"][data-status="{status}"]',
+                                    timeout=timeout_s * 1000)
+        return time.monotonic() - started
+
+    def fill(self, name: str) -> str:
+        selector = f'g.node[data-node="{name}"] .shape'
+        return str(self.page.eval_on_selector(selector, "e => getComputedStyle(e).fill"))
+
+    def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    watched = Watched(context.new_page())
+    yield watched
+    context.close()
+
+
+@pytest.fixture
+def head(tmp_path: Path) -> Iterator[ServedInThread]:
+    server = ServedInThread(tmp_path / "state")
+    yield server
+    server.close()
+
+
+def offer(head: ServedInThread, **item: Any) -> int:
+    return head.run(head.served.offer(**item))
+
+
+def idle(head: ServedInThread) -> None:
+    head.run(head.served.idle())
+
+
+def test_the_page_loads_without_console_errors_and_draws_the_graph(
+        page: Watched, head: ServedInThread) -> None:
+    offer(head, x=1)
+    idle(head)
+    page.open(head.url)
+    assert page.page.locator("g.node").count() == 3
+    assert page.page.locator("path.edge").count() == 2
+    assert page.page.text_content("#workflow-name") == "t"
+    assert page.status("B") == "finished" and page.fill("B") == GREEN
+    page.shot("webview-loaded")
+    assert page.errors == []
+
+
+def test_a_node_turns_green_without_a_reload_when_its_job_finishes(
+        page: Watched, head: ServedInThread, tmp_path: Path) -> None:
+    page.open(head.url)
+    offer(head, x=1, gate=str(tmp_path / "open"))
+    page.wait_status("A", "running")
+    page.shot("webview-running")
+    (tmp_path / "open").touch()
+    idle(head)
+    took = page.wait_status("B", "finished")
+    assert page.fill("A") == GREEN
+    assert took < 1.0, f"the view took {took:.2f} s to show the change"
+    assert page.errors == []
+
+
+def test_a_failed_node_turns_red_and_shows_its_error(
+        page: Watched, head: ServedInThread) -> None:
+    page.open(head.url)
+    offer(head, x=5, fail=True)
+    page.wait_status("A", "error")
+    assert page.fill("A") == RED and page.status("B") == "skipped"
+    page.page.click('g.node[data-node="A"]')
+    page.page.wait_for_selector("table.jobs td.error:has-text('asked to fail on 5')")
+    page.shot("webview-error")
+    assert page.errors == []
+
+
+def test_a_pebble_drill_down_shows_its_graph_outputs_and_log(
+        page: Watched, head: ServedInThread) -> None:
+    offer(head, x="first")
+    offer(head, x="second", fail=True)
+    idle(head)
+    page.open(head.url)
+    page.page.click('tr[data-pebble="2"]')
+    page.page.wait_for_selector("#graph-scope:has-text('pebble 2')")
+    assert page.status("A") == "error" and page.status("B") == "skipped"
+    detail = page.page.text_content("#detail") or ""
+    assert "second" in detail and "gate passed for second" in detail
+    assert "asked to fail on second" in detail
+    page.shot("webview-pebble")
+    page.page.click("#graph-all")
+    page.page.wait_for_selector('g.node[data-node="B"][data-status="finished"]')
+    assert page.errors == []
+
+
+def test_markup_in_values_is_shown_as_text_and_runs_nothing(
+        page: Watched, head: ServedInThread) -> None:
+    offer(head, x=XSS, label=XSS)
+    idle(head)
+    page.open(head.url)
+    page.page.click('tr[data-pebble="1"]')
+    page.page.wait_for_selector("#graph-scope:has-text('pebble 1')")
+    assert XSS in (page.page.text_content("#detail") or "")
+    assert XSS in (page.page.text_content("#pebbles") or "")
+    page.page.click("#graph-all")
+    label = page.page.text_content('g.node[data-node="B"] text.name') or ""
+    assert label.startswith("<img src=x")
+    assert page.page.evaluate("document.querySelectorAll('img').length") == 0
+    page.page.wait_for_timeout(300)
+    assert page.dialogs == [] and page.errors == []
+
+
+def prefill(state: Path, count: int) -> None:
+    """Store ``count`` finished pebbles of :func:`chain` (every tenth failed at A)."""
+    now = time.time()
+    with Store.open(state, workflow="t") as store, store.batch() as tx:
+        actions: list[Any] = []
+        for i in range(count):
+            pebble_id, _ = tx.add_pebble("In", {"x": i}, now=now)
+            failed = i % 10 == 9
+            a_state = NodeState(NodeStatus.DONE, Outcome.ERROR if failed else Outcome.SUCCESS,
+                                error="boom" if failed else None)
+            actions += [NodeChanged(pebble_id, "In", (), NodeState(NodeStatus.DONE,
+                                                                  Outcome.SUCCESS, {"x": i})),
+                        NodeChanged(pebble_id, "A", (), a_state),
+                        PebbleDone(pebble_id, PebbleOutcome.FAILED if failed
+                                   else PebbleOutcome.COMPLETED)]
+        tx.apply(actions, now=now)
+
+
+def test_the_page_stays_small_and_quick_with_ten_thousand_pebbles(
+        page: Watched, tmp_path: Path) -> None:
+    prefill(tmp_path / "state", 10_000)
+    server = ServedInThread(tmp_path / "state")
+    try:
+        started = time.monotonic()
+        page.open(server.url)
+        took = time.monotonic() - started
+        assert page.page.locator("#pebbles tr").count() == 50
+        assert "✓9000 ✗1000" in (page.page.text_content('g.node[data-node="A"] .counts') or "")
+        page.page.click("#page-latest")
+        page.page.wait_for_selector('tr[data-pebble="10000"]')
+        page.page.click('tr[data-pebble="9999"]')
+        page.page.wait_for_selector("#graph-scope:has-text('pebble 9999')")
+        assert page.page.evaluate("document.getElementsByTagName('*').length") < 2000
+        assert took < 5.0, f"the page took {took:.1f} s to load"
+        assert page.errors == []
+    finally:
+        page.page.close()
+        server.close()
+
+
+def showcase() -> Any:
+    """A graph with a fan-out, a failure handler and a styled node, for the README."""
+    return replace(graph(
+        node("Files", module="cmdline"),
+        gate("Unpack", ("Files",), source="Files"),
+        gate("Thumbnail", ("Unpack",), source="Files", fail=False, gate=None),
+        gate("Measure", ("Unpack",), source="Files", fail=False,
+             gate={"output": "Files.hold", "default": None}),
+        node("Report", ("Thumbnail", "Measure"), module="gate", module_ref=GATE,
+             run_on="success", args={"color": "#2b7bb9", "shape": "ellipse",
+                                     "label": "Report", "value": 42}),
+        node("Alert", ("Unpack",), module="gate", module_ref=GATE, run_on="error",
+             args={"x": {"output": "Files.x", "default": None}}),
+    ), name="scenes")
+
+
+def test_a_screenshot_of_a_busy_run_is_saved_for_the_readme(
+        page: Watched, tmp_path: Path) -> None:
+    server = ServedInThread(tmp_path / "state", showcase())
+    try:
+        for i in range(6):
+            offer(server, x=f"scene-{i}.zip", fail=i == 3)
+        idle(server)
+        offer(server, x="scene-6.zip", hold=str(tmp_path / "never"))
+        page.open(server.url)
+        page.wait_status("Measure", "running")
+        page.page.click('tr[data-pebble="4"]')
+        page.page.wait_for_selector("#graph-scope:has-text('pebble 4')")
+        page.page.click("#graph-all")
+        page.page.click('g.node[data-node="Measure"]')
+        page.page.wait_for_selector("#detail .bar")
+        page.page.wait_for_timeout(400)
+        shot = page.shot("webview-readme")
+        (ROOT / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(shot, ROOT / "docs" / "webview.png")
+        assert page.errors == []
+    finally:
+        page.page.close()
+        server.close()
+
+
+def test_the_graph_used_here_has_three_nodes() -> None:
+    assert len(chain()) == 3
