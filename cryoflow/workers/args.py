@@ -114,12 +114,17 @@ def _existing_local_file(name: str, value: str) -> Path:
     return path
 
 
-def unpack_next_to(archive: Path) -> list[Path]:
-    """Extract ``archive`` into a folder beside it named after it without the suffix."""
+def unpack_folder(archive: Path) -> Path:
+    """The folder beside ``archive`` it unpacks into: its name without the suffix."""
     lower = archive.name.lower()
     suffix = next((s for s in TAR_SUFFIXES + ZIP_SUFFIXES if lower.endswith(s)), None)
     folder = archive.name[: -len(suffix)] if suffix else f"{archive.name}.unpacked"
-    return extract_archive(archive, archive.with_name(folder or "unpacked"))
+    return archive.with_name(folder or "unpacked")
+
+
+def unpack_next_to(archive: Path) -> list[Path]:
+    """Extract ``archive`` into :func:`unpack_folder`; return the top-level entries."""
+    return extract_archive(archive, unpack_folder(archive))
 
 
 def _without_credentials(url: str) -> str:

@@ -1,0 +1,240 @@
+"""The built-in modules in modules/: declarations, and what each one does."""
+
+from __future__ import annotations
+
+import ast
+import errno
+import importlib.util
+import os
+import tarfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+
+from cryoflow.errors import UnsafeArchiveError
+from cryoflow.graph.model import Outcome
+from cryoflow.staging.extract import extract_archive
+from cryoflow.workers.base import Task
+from cryoflow.workers.handle import WorkerHandle
+from cryoflow.workers.runtime import BUILTIN_MODULES, run_task
+
+MINE = ["noop", "remove", "move", "unzip", "waitforfile", "jsonparse", "archive", "cmdline"]
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"builtin_{name}", BUILTIN_MODULES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def call(name: str, args: dict[str, Any], cancel: threading.Event | None = None) -> Any:
+    worker = WorkerHandle("test-0", host="h")
+    worker.bind("job", 1)
+    progress, retval = load(name).process_task(worker, {"args": args}, cancel)
+    assert progress == 100
+    return retval
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_every_builtin_module_declares_a_literal_ccmodule(name: str) -> None:
+    tree = ast.parse((BUILTIN_MODULES / f"{name}.py").read_text())
+    values = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ccmodule"
+    ]
+    declared = ast.literal_eval(values[0])
+    assert {"description", "inputs", "outputs", "defaults", "status"} <= set(declared)
+    module = load(name)
+    entry = "start" if declared.get("input_type") else "process_task"
+    assert callable(getattr(module, entry))
+
+
+def test_noop_is_found_by_name_and_returns_its_args() -> None:
+    task = Task(id="n", pebble_id=1, node="N", module="noop", module_ref=None, args={"a": 1})
+    result = run_task(task, WorkerHandle("w"), threading.Event())
+    assert (result.outcome, result.retval) == (Outcome.SUCCESS, {"a": 1})
+
+
+def test_noop_sleeps_the_time_asked() -> None:
+    started = time.monotonic()
+    assert call("noop", {"time": "0.3"}) == {"time": "0.3"}
+    assert 0.3 <= time.monotonic() - started < 0.6
+
+
+def test_noop_ends_early_when_cancelled() -> None:
+    cancel = threading.Event()
+    threading.Timer(0.1, cancel.set).start()
+    started = time.monotonic()
+    call("noop", {"time": 30}, cancel)
+    assert time.monotonic() - started < 2
+
+
+def test_remove_deletes_files_and_folders_only_with_recursive(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("x")
+    with pytest.raises(IsADirectoryError, match="set recursive"):
+        call("remove", {"src": str(tmp_path / "d")})
+    out = call(
+        "remove",
+        {
+            "src": [str(tmp_path / "f"), f"file://{tmp_path}/d", str(tmp_path / "gone")],
+            "recursive": "true",
+        },
+    )
+    assert out == {"removed": [str(tmp_path / "f"), str(tmp_path / "d")]}
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError):
+        call("remove", {"src": str(tmp_path / "gone"), "ignoreerrors": False})
+
+
+def test_move_renames_a_file_and_moves_a_list_into_a_folder(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / name).write_text(name)
+    assert call("move", {"src": str(tmp_path / "a"), "dst": str(tmp_path / "x" / "a2")}) == {
+        "dst": str(tmp_path / "x" / "a2")
+    }
+    out = call(
+        "move", {"src": [str(tmp_path / "b"), str(tmp_path / "c")], "dst": str(tmp_path / "y")}
+    )
+    assert out == {"dst": [str(tmp_path / "y" / "b"), str(tmp_path / "y" / "c")]}
+    assert (tmp_path / "x" / "a2").read_text() == "a" and not (tmp_path / "b").exists()
+
+
+def test_move_copies_and_deletes_across_filesystems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("data")
+    real_replace = os.replace
+
+    def cross_device(a: Any, b: Any) -> None:
+        if Path(a) == src:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", cross_device)
+    out = call("move", {"src": str(src), "dst": str(tmp_path / "other" / "tree")})
+    assert out == {"dst": str(tmp_path / "other" / "tree")}
+    assert (tmp_path / "other" / "tree" / "sub" / "f").read_text() == "data"
+    assert not src.exists()
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["tree"]
+
+
+def test_unzip_unpacks_beside_the_archive_or_into_dst(tmp_path: Path) -> None:
+    (tmp_path / "f.txt").write_text("f")
+    with tarfile.open(tmp_path / "pack.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "f.txt", "f.txt")
+    out = call("unzip", {"src": str(tmp_path / "pack.tar.gz")})
+    assert out == {"files": [str(tmp_path / "pack" / "f.txt")], "dst": str(tmp_path / "pack")}
+    out = call("unzip", {"src": [str(tmp_path / "pack.tar.gz")], "dst": str(tmp_path / "to")})
+    assert out == {"files": [str(tmp_path / "to" / "f.txt")], "dst": [str(tmp_path / "to")]}
+
+
+def test_unzip_refuses_an_unsafe_archive(tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
+        info = zipfile.ZipInfo("x")
+        info.filename = "../evil"
+        zf.writestr(info, "boom")
+    with pytest.raises(UnsafeArchiveError, match="'../evil'"):
+        call("unzip", {"src": str(tmp_path / "bad.zip")})
+    assert not (tmp_path.parent / "evil").exists()
+
+
+class FakeFile:
+    """A file whose (size, mtime) follow a script, one entry per probe; None: missing."""
+
+    def __init__(self, script: list[tuple[int, int] | None]) -> None:
+        self.script = script
+        self.clock = 0.0
+
+    def stat(self, path: str) -> Any:
+        state = self.script[min(int(self.clock), len(self.script) - 1)]
+        if state is None:
+            raise FileNotFoundError(path)
+        return SimpleNamespace(st_size=state[0], st_mtime_ns=state[1])
+
+    def poll(self) -> bool:
+        self.clock += 1
+        return False
+
+
+def test_waitforfile_returns_once_size_and_mtime_held_still() -> None:
+    fake = FakeFile([None, (1, 1), (5, 2), (5, 2), (5, 2), (5, 2)])
+    states: list[str] = []
+    wait = load("waitforfile").wait_until_stable
+    size = wait(
+        "f",
+        stable_s=2,
+        timeout_s=None,
+        poll=fake.poll,
+        report=states.append,
+        stat=fake.stat,
+        now=lambda: fake.clock,
+    )
+    assert (size, fake.clock) == (5, 4)
+    assert states == ["waiting", "settling", "settling", "stable"]
+
+
+def test_waitforfile_gives_up_after_its_timeout() -> None:
+    fake = FakeFile([(n, n) for n in range(100)])
+    wait = load("waitforfile").wait_until_stable
+    with pytest.raises(TimeoutError, match="did not become stable within 5s"):
+        wait(
+            "f",
+            stable_s=2,
+            timeout_s=5,
+            poll=fake.poll,
+            report=lambda s: None,
+            stat=fake.stat,
+            now=lambda: fake.clock,
+        )
+
+
+def test_waitforfile_waits_for_a_real_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("12345")
+    assert call("waitforfile", {"src": str(tmp_path / "f"), "stable_s": 0.1, "poll_s": 0.05}) == {
+        "src": str(tmp_path / "f"),
+        "size": 5,
+    }
+
+
+def test_jsonparse_reads_files_and_text(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text('{"product": "S1", "n": 2}')
+    assert call("jsonparse", {"src": str(tmp_path / "a.json")}) == {"product": "S1", "n": 2}
+    assert call("jsonparse", {"src": " [1, 2]"}) == {"value": [1, 2]}
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+        call("jsonparse", {"src": str(tmp_path / "bad.json")})
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+def test_archive_packs_a_folder_and_files_that_unpack_the_same(tmp_path: Path, suffix: str) -> None:
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "d" / "e" / "x").write_text("x")
+    (tmp_path / "f").write_text("f")
+    dst = tmp_path / "out" / f"pack{suffix}"
+    assert call(
+        "archive", {"src": [str(tmp_path / "d"), str(tmp_path / "f")], "dst": str(dst)}
+    ) == {"dst": str(dst)}
+    tops = extract_archive(dst, tmp_path / "back")
+    assert [p.name for p in tops] == ["d", "f"]
+    assert (tmp_path / "back" / "d" / "e" / "x").read_text() == "x"
+    assert [p.name for p in dst.parent.iterdir()] == [dst.name]
+
+
+def test_cmdline_offers_its_args_as_one_item() -> None:
+    items: list[dict[str, Any]] = []
+    handler = SimpleNamespace(onAdd=items.append)
+    args = {"src": "/data/x", "force": True}
+    load("cmdline").start(handler, args, threading.Event())
+    assert items == [args] and items[0] is not args
