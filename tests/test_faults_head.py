@@ -114,8 +114,10 @@ def test_killing_the_head_at_random_moments_loses_nothing_and_reruns_no_finished
     assert head.wait(10) == 0, head.output()
     assert_checks(c10_resources(procs.tag), c8_store_integrity(store))
     print(f"FI-01 seed={seed} cycles={KILL_CYCLES} items={len(items)} "
-          f"ready_s max={max(ready_s):.2f} mean={sum(ready_s) / len(ready_s):.2f} {figures}")
-    assert max(ready_s) < 3.0 + 2.0, f"restart-to-ready {max(ready_s):.2f}s"
+          f"ready_s max={max(ready_s):.2f} mean={sum(ready_s) / len(ready_s):.2f} "
+          f"readies={len(ready_s)} {figures}")
+    mean_ready_s = sum(ready_s) / len(ready_s)
+    assert mean_ready_s <= 3.0 and max(ready_s) <= 5.0, f"restart-to-ready {ready_s}"
 
 
 def test_a_job_running_when_the_head_is_killed_is_retried_and_its_old_attempt_closed(
