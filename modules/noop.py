@@ -18,7 +18,6 @@ ccmodule = {
     "defaults": {
         "priority": 50,
         "runOn": "success",
-        "type": "admin",
     },
     "status": {
         "progress": "Share of the time waited, 0-100",
