@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import textwrap
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +231,7 @@ def test_fresh_says_what_it_discards_and_keeps_the_old_database(
     assert "--fresh" in output and '"pebbles": 3' in output
     backups = list((tmp_path / "state").glob("state.db.*.bak"))
     assert len(backups) == 1, output
-    with sqlite3.connect(backups[0]) as old:
+    with closing(sqlite3.connect(backups[0])) as old:
         assert old.execute("SELECT count(*) FROM pebbles").fetchone() == (3,)
 
 
@@ -255,8 +256,9 @@ def test_a_state_folder_written_by_a_newer_version_is_refused_with_exit_2(
     graph = one_pebble_graph(tmp_path, ledger, probe("Noop", "probe_noop", ledger))
     code, output = procs.run(graph, *args(tmp_path))
     assert code == 0, output
-    with sqlite3.connect(tmp_path / "state" / "state.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "state" / "state.db")) as conn:
         conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+        conn.commit()
     code, output = procs.run(graph, *args(tmp_path))
     assert code == 2, output
     assert "newer cryoflow" in output and "schema version 999" in output
