@@ -105,6 +105,7 @@ def _seed(moto: MotoServer, bucket: str, key: str, size: int) -> bytes:
         ("respond", {"data": SLOWDOWN}),
         ("truncate_after", {"bytes": 300_000}),
         ("blackhole", {}),
+        ("corrupt_after", {"bytes": 2 << 20}),
     ],
 )
 @pytest.mark.parametrize("size", [3 << 20, 12 << 20], ids=["single", "ranged"])
@@ -121,6 +122,19 @@ def test_s3_downloads_are_retried_through_faults_and_then_match(
     assert _sha(Path(path)) == _sha(data)
     assert len(healer.waits) == 1
     assert _only_final_files(tmp_path / "w") == ["obj.bin"]
+
+
+def test_a_corrupted_multipart_object_fails_its_etag_check_and_is_fetched_again(
+    s3: Any, tmp_path: Path
+):
+    proxy, bucket, config, _ = s3
+    src = tmp_path / "parts.bin"
+    src.write_bytes(os.urandom(12 << 20))
+    url = stage_out(str(src), f"s3://{bucket}/", basename=True, config=config)
+    proxy.set_mode("corrupt_after", bytes=3 << 20)
+    healer = Healer(proxy)
+    path = stage_in(url, {}, work_dir=tmp_path / "w", config=config, sleep=healer)
+    assert _sha(Path(path)) == _sha(src) and len(healer.waits) == 1
 
 
 def test_s3_that_stays_down_fails_as_unreachable_leaving_no_file(s3: Any, tmp_path: Path):

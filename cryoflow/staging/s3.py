@@ -158,10 +158,10 @@ class S3Stager:
 
     def fetch(self, url: ParsedURL, dest: Path, *, expected: Meta | None = None) -> Meta:
         ref = self._ref(url)
-        meta = _meta(self._call(ref, "read", lambda: ref.client.head_object(**ref.loc)))
+        head = self._call(ref, "read", lambda: ref.client.head_object(**ref.loc))
+        meta = _meta(head)
         check_expected(meta, expected, url)
-        part_bytes = self._etag_part_bytes(ref, meta)
-        hasher = _EtagHasher(part_bytes)
+        hasher = self._hasher(ref, meta, head)
         with open(dest, "w+b") as out:
             if (meta.size or 0) <= self.settings.multipart_threshold_bytes:
                 self._get_whole(ref, meta, out.fileno(), hasher)
@@ -250,12 +250,19 @@ class S3Stager:
         )
         return bool(found.get("KeyCount"))
 
-    def _etag_part_bytes(self, ref: _Ref, meta: Meta) -> int | None:
-        """The part size behind a multipart ETag, or None when it cannot be checked."""
-        if not meta.etag or "-" not in meta.etag:
-            return None
+    def _hasher(self, ref: _Ref, meta: Meta, head: dict[str, Any]) -> _EtagHasher:
+        """A hasher for the ETag, inactive where the ETag is not an MD5 (SSE-KMS, SSE-C)."""
+        encrypted = str(head.get("ServerSideEncryption", "")).startswith("aws:kms")
+        if not meta.etag or encrypted or head.get("SSECustomerAlgorithm"):
+            return _EtagHasher(None)
+        if "-" not in meta.etag:
+            return _EtagHasher(meta.etag)
+        return _EtagHasher(meta.etag, self._etag_part_bytes(ref, meta))
+
+    def _etag_part_bytes(self, ref: _Ref, meta: Meta) -> int:
+        """The part size behind a multipart ETag, or 0 when the server does not say."""
         try:
-            part = ref.client.head_object(**ref.loc, PartNumber=1, IfMatch=f'"{meta.etag}"')
+            part = ref.client.head_object(**ref.loc, PartNumber=1)
         except (bexc.BotoCoreError, bexc.ClientError):
             return 0
         return int(part.get("ContentLength") or 0)
@@ -279,7 +286,7 @@ class S3Stager:
             futures = [pool.submit(get, o, n) for o, n in _ranges(size, step)]
             for future, (offset, length) in zip(futures, _ranges(size, step)):
                 future.result()
-                if hasher.can_check(meta.etag):
+                if hasher.active:
                     _hash_from_file(fd, offset, length, hasher)
 
     def _list_keys(self, ref: _Ref, prefixes: list[str]) -> Iterator[list[str]]:
@@ -402,18 +409,27 @@ class _Pool(ThreadPoolExecutor):
 
 
 class _EtagHasher:
-    """MD5 of the whole stream and, when ``part_bytes`` is set, of each part of it."""
+    """Checks bytes against an S3 ETag: the MD5 of the whole, or of each part's MD5.
 
-    def __init__(self, part_bytes: int | None) -> None:
-        self.part_bytes = part_bytes
+    Inactive (checks nothing) without an ETag, for an ETag that is not MD5-based, and
+    for a multipart ETag whose part size is unknown.
+    """
+
+    def __init__(self, announced: str | None, part_bytes: int | None = None) -> None:
+        digest, _, parts = (announced or "").partition("-")
+        self.announced = announced or ""
+        self.active = len(digest) == 32 and (not parts or bool(part_bytes))
+        self.part_bytes = part_bytes if parts else None
         self.whole = hashlib.md5()
         self.part = hashlib.md5()
         self.part_fill = 0
         self.parts: list[bytes] = []
 
     def update(self, data: bytes | memoryview) -> None:
-        self.whole.update(data)
+        if not self.active:
+            return
         if not self.part_bytes:
+            self.whole.update(data)
             return
         view = memoryview(data)
         while view:
@@ -428,19 +444,15 @@ class _EtagHasher:
         self.parts.append(self.part.digest())
         self.part, self.part_fill = hashlib.md5(), 0
 
-    def can_check(self, announced: str | None) -> bool:
-        """True when hashing can confirm the ``announced`` ETag."""
-        return bool(announced) and ("-" not in (announced or "") or bool(self.part_bytes))
-
-    def etag(self, announced: str) -> str | None:
-        """What the ETag should be if the bytes are right; None when it cannot be known."""
-        if "-" not in announced:
-            return self.whole.hexdigest()
+    def matches(self) -> bool:
+        """False only when the bytes seen do not give the announced ETag."""
+        if not self.active:
+            return True
         if not self.part_bytes:
-            return None
+            return self.whole.hexdigest() == self.announced
         if self.part_fill:
             self._close_part()
-        return multipart_etag(self.parts)
+        return multipart_etag(self.parts) == self.announced
 
 
 def _client_config(s: S3Settings, endpoint: str | None) -> Config:
@@ -468,8 +480,7 @@ def _verify(meta: Meta, hasher: _EtagHasher, url: ParsedURL, dest: Path) -> None
     got = dest.stat().st_size
     if got != meta.size:
         raise TransientStagingError(f"{url}: got {got} of {meta.size} bytes")
-    wanted = hasher.etag(meta.etag) if meta.etag else None
-    if wanted is not None and len(meta.etag or "") >= 32 and wanted != meta.etag:
+    if not hasher.matches():
         raise TransientStagingError(f"{url}: content does not match its ETag {meta.etag}")
 
 

@@ -9,6 +9,7 @@ the byte counts of open connections):
 - ``blackhole``: accept and swallow everything, answer nothing.
 - ``slow``: relay the server's bytes at ``bps`` bytes per second.
 - ``truncate_after``: relay ``bytes`` of the server's answer, then close cleanly (FIN).
+- ``corrupt_after``: relay, but flip the bits of the server's byte number ``bytes``.
 - ``respond``: answer the next request on a connection with the raw bytes ``data``
   and close it (canned HTTP errors such as S3's ``503 SlowDown``).
 
@@ -108,6 +109,8 @@ class _Relay:
             return self._truncate(data, mode.params["bytes"])
         if mode.name == "slow" and side == "upstream":
             return self._drip(data, mode.params["bps"])
+        if mode.name == "corrupt_after" and side == "upstream":
+            data = self._flip(data, mode.params["bytes"])
         self.count += len(data)
         (self.upstream if side == "client" else self.client).sendall(data)
         return True
@@ -124,6 +127,12 @@ class _Relay:
         self.client.sendall(data[:room])
         self.count += min(room, len(data))
         return len(data) <= room
+
+    def _flip(self, data: bytes, at: int) -> bytes:
+        index = at - self.count
+        if 0 <= index < len(data):
+            data = data[:index] + bytes([data[index] ^ 0xFF]) + data[index + 1 :]
+        return data
 
     def _drip(self, data: bytes, bps: int) -> bool:
         piece = max(1, bps // 10)
