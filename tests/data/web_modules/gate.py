@@ -22,5 +22,6 @@ def process_task(worker, task, cancel_event):
     worker.status["progress"] = 90
     worker.log.info("gate passed for %s", args.get("x"))
     if args.get("fail"):
+        worker.log.warning("failing on %s as asked", args.get("x"))
         raise RuntimeError(f"asked to fail on {args.get('x')}")
     return 100, {k: v for k, v in args.items() if k != "gate"}
