@@ -209,7 +209,8 @@ class NetWatcher:
             raise Refusal(400, f"the body must be a JSON object, not {kind_of(item)}")
         key = _idempotency_key(request, self.handler.node.name)
         pebble_id = await self._commit(item, key)
-        return reply(202, {"id": pebble_id})
+        return web.Response(status=202, body=b'{"id":%d}' % pebble_id,
+                            content_type="application/json")
 
     async def get_status(self, request: web.Request) -> web.Response:
         return reply(200, self._status_or_404(request.match_info["id"]))
@@ -269,9 +270,9 @@ class NetWatcher:
         retry = self.config.retry_after_s
         self._inflight += 1
         try:
-            future = self.handler.submit(item, idem_key=key)
-            wait = asyncio.shield(asyncio.wrap_future(future))
-            return await asyncio.wait_for(wait, self.config.commit_timeout_s)
+            future = asyncio.wrap_future(self.handler.submit(item, idem_key=key))
+            async with asyncio.timeout(self.config.commit_timeout_s):
+                return await asyncio.shield(future)  # a timeout must not cancel the offer
         except StoreError as exc:
             raise Refusal(503, f"the state store cannot take the post now: {exc}",
                           retry_after_s=retry) from None
