@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -82,7 +83,7 @@ def test_validate_says_ok_and_exits_0(capsys: pytest.CaptureFixture[str], graph_
 def test_modules_may_come_from_cryoflow_modules(
     capsys: pytest.CaptureFixture[str], graph_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CRYOFLOW_MODULES", f"/nonexistent{':'}{MODULES}")
+    monkeypatch.setenv("CRYOFLOW_MODULES", os.pathsep.join(["/nonexistent", str(MODULES)]))
     assert run(capsys, str(graph_file), "--validate")[0] == 0
 
 
