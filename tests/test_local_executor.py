@@ -180,6 +180,21 @@ def test_status_and_log_messages_arrive_while_the_job_still_runs(tmp_path: Path)
     run_with(body)
 
 
+def test_a_silent_job_is_reported_started_while_it_runs_and_a_trivial_one_before_its_end() -> None:
+    async def body(executor: LocalExecutor, sink: Sink) -> None:
+        executor.submit(task("probe_sleep", "q1", {"seconds": 30, "quiet": True}))
+        await sink.until(lambda: sink.of("started", "q1"), timeout_s=1)
+        assert "q1" not in sink.ended
+        executor.cancel("q1")
+        await sink.result("q1")
+        executor.submit(task("probe_noop", "n1"))
+        await sink.result("n1")
+        kinds = [event[0] for event in sink.events if event[1] == "n1"]
+        assert kinds == ["started", "finished"]
+
+    run_with(body)
+
+
 def test_an_exception_in_a_worker_keeps_its_traceback_and_the_worker() -> None:
     async def body(executor: LocalExecutor, sink: Sink) -> None:
         executor.submit(task("probe_raise", "r1"))

@@ -281,8 +281,12 @@ class LocalExecutor:
             self._spawn(worker.slot)
         else:
             self._idle[worker.slot.worker_class].append(worker)
-        result = JobResult(outcome, message.get("retval"), error, message.get("stats") or {})
-        self._sink.job_finished(task.id, result)
+        stats = message.get("stats") or {}
+        if message.get("announce"):
+            self._sink.job_started(
+                task.id, stats.get("worker", worker.slot.name), stats.get("node", "")
+            )
+        self._sink.job_finished(task.id, JobResult(outcome, message.get("retval"), error, stats))
 
     def _end_job(self, worker: _Worker) -> Task:
         task = worker.job

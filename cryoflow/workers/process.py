@@ -6,10 +6,16 @@ Wire protocol (JSON only, never pickle), one message per ``send_bytes``:
   ``{"op": "cancel", "job_id"}``. Closing the pipe asks the worker to exit.
 - worker → head: ``{"op": "ready", "pid"}`` once; per job ``{"op": "started",
   "job_id", "worker", "host", "pid"}`` and ``{"op": "finished", "job_id", "outcome",
-  "retval", "error", "stats"}``; in between ``{"op": "status", "job_id", "key",
-  "value"}`` and ``{"op": "log", "job_id", "level", "message"}``, which may come
-  coalesced as ``{"op": "batch", "messages": [...]}`` but never later than about
+  "retval", "error", "stats", "announce"}``; in between ``{"op": "status", "job_id",
+  "key", "value"}`` and ``{"op": "log", "job_id", "level", "message"}``, which may
+  come coalesced as ``{"op": "batch", "messages": [...]}`` but never later than about
   :data:`FLUSH_S` twice after they were produced.
+
+``started`` is sent before the job's first status or log message, or by the reader
+thread once the job has run for up to ``FLUSH_S``, whichever comes first. A job that
+ends sooner sends only ``finished`` with ``"announce": true``: the head reports the
+start from it (with ``stats["worker"]`` and ``stats["node"]``), so a trivial job costs
+one message each way.
 
 The job runs in the main thread; a reader thread takes messages from the head, so a
 cancel reaches a busy job. The process leads its own process group (a kill of the
@@ -97,7 +103,7 @@ def decode_task(data: dict[str, Any]) -> Task:
     return Task(**data)
 
 
-def finished_message(job_id: str, result: JobResult) -> bytes:
+def finished_message(job_id: str, result: JobResult, *, announce: bool = False) -> bytes:
     """The ``finished`` message; a result that cannot be encoded becomes an error."""
     message = {
         "op": "finished",
@@ -106,6 +112,7 @@ def finished_message(job_id: str, result: JobResult) -> bytes:
         "retval": result.retval,
         "error": result.error,
         "stats": result.stats,
+        "announce": announce,
     }
     try:
         return encode(message)
@@ -269,6 +276,7 @@ class WorkerProcess:
         self._jobs: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._current: tuple[str, threading.Event] | None = None
+        self._announced = True
         self._log_bytes = 0
         self._dropped = 0
         self._handle = WorkerHandle(name, on_status=self._status, on_log=self._log)
@@ -284,37 +292,38 @@ class WorkerProcess:
     def _run(self, task: Task) -> None:
         cancel = threading.Event()
         with self._lock:
-            self._current = (task.id, cancel)
+            self._current, self._announced = (task.id, cancel), False
         self._log_bytes = self._dropped = 0
         os.environ["CRYOFLOW_JOB_ID"] = task.id
         self._capture.begin_job()
-        self._outbox.send(self._started(task.id))
         try:
             result = run_task(task, self._handle, cancel)
         finally:
             self._capture.end_job()
             os.environ.pop("CRYOFLOW_JOB_ID", None)
-            with self._lock:
-                self._current = None
         if self._dropped:
             self._post_log(task.id, "WARNING", f"{self._dropped} bytes of log output dropped")
-        self._outbox.send(finished_message(task.id, result))
+        with self._lock:
+            announce, self._announced, self._current = not self._announced, True, None
+        self._outbox.send(finished_message(task.id, result, announce=announce))
 
     def report_crash(self) -> None:
         """Write the current exception to the original stderr (the capture dies with us)."""
         os.write(self._capture.original_stderr, traceback.format_exc().encode())
 
-    def _started(self, job_id: str) -> bytes:
-        handle = self._handle
-        return encode(
-            {
-                "op": "started",
-                "job_id": job_id,
-                "worker": handle.name,
-                "host": handle.host,
-                "pid": os.getpid(),
-            }
-        )
+    def _announce(self) -> None:
+        """Send the running job's ``started`` message unless it went out already.
+
+        The send happens under the job lock, so it cannot overtake ``finished``.
+        """
+        with self._lock:
+            if self._current is None or self._announced:
+                return
+            self._announced = True
+            handle, job_id = self._handle, self._current[0]
+            message: dict[str, Any] = {"op": "started", "job_id": job_id}
+            message.update(worker=handle.name, host=handle.host, pid=os.getpid())
+            self._outbox.send(encode(message))
 
     def _read(self) -> None:
         poller = select.poll()
@@ -323,6 +332,8 @@ class WorkerProcess:
             while True:
                 if poller.poll(FLUSH_S * 1000):
                     self._handle_message(json.loads(self._conn.recv_bytes()))
+                else:
+                    self._announce()
                 self._outbox.flush_stale()
         except (EOFError, OSError):
             pass
@@ -348,6 +359,8 @@ class WorkerProcess:
         self._jobs.put(None)
 
     def _status(self, job_id: str, key: str, value: Any) -> None:
+        if not self._announced:
+            self._announce()
         message = {"op": "status", "job_id": job_id, "key": key, "value": value}
         self._outbox.post(message, key=("status", job_id, key))
 
@@ -359,6 +372,8 @@ class WorkerProcess:
         self._post_log(job_id, level, message)
 
     def _post_log(self, job_id: str, level: str, message: str) -> None:
+        if not self._announced:
+            self._announce()
         self._outbox.post({"op": "log", "job_id": job_id, "level": level, "message": message})
 
     def _output(self, level: str, text: str) -> None:

@@ -38,7 +38,7 @@ def process_task(worker, task, cancel_event=None):
     if "program" not in args:
         raise Exception("Need a program to run (program argument missing)")
     worker.status["progress"] = 0
-    worker.log.info("Processing %s" % args["src"])
+    worker.log.info("Processing %s" % args["src"])  # noqa: UP031 (written as for CryoCloud)
     datafile = args["src"]
     retval = {"datafile": datafile, "product": _get_product(os.path.split(datafile)[1])}
     task["args"]["fullPath"] = datafile

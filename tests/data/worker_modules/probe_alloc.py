@@ -1,7 +1,12 @@
 """Probe: allocates N MB and keeps it for the life of the worker process."""
 
-ccmodule = {"description": "Allocate memory", "inputs": {"mb": "megabytes"}, "outputs": {},
-            "defaults": {}, "status": {}}
+ccmodule = {
+    "description": "Allocate memory",
+    "inputs": {"mb": "megabytes"},
+    "outputs": {},
+    "defaults": {},
+    "status": {},
+}
 
 _kept = []
 

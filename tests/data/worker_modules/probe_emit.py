@@ -3,8 +3,13 @@
 import os
 import time
 
-ccmodule = {"description": "Status and log", "inputs": {"gate": "file that ends the job"},
-            "outputs": {}, "defaults": {}, "status": {"progress": "0..100"}}
+ccmodule = {
+    "description": "Status and log",
+    "inputs": {"gate": "file that ends the job"},
+    "outputs": {},
+    "defaults": {},
+    "status": {"progress": "0..100"},
+}
 
 
 def process_task(worker, task, cancel_event):

@@ -3,8 +3,13 @@
 import os
 import sys
 
-ccmodule = {"description": "Flood stdout", "inputs": {"mb": "megabytes"}, "outputs": {},
-            "defaults": {}, "status": {}}
+ccmodule = {
+    "description": "Flood stdout",
+    "inputs": {"mb": "megabytes"},
+    "outputs": {},
+    "defaults": {},
+    "status": {},
+}
 
 
 def process_task(worker, task):

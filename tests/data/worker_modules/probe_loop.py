@@ -1,7 +1,12 @@
 """Probe for loop: doubles ``x``; fails on ``x == "fail"``; can cancel its own job."""
 
-ccmodule = {"description": "Double x", "inputs": {"x": "a number"},
-            "outputs": {"double": "2x", "x": "x"}, "defaults": {}, "status": {}}
+ccmodule = {
+    "description": "Double x",
+    "inputs": {"x": "a number"},
+    "outputs": {"double": "2x", "x": "x"},
+    "defaults": {},
+    "status": {},
+}
 
 
 def process_task(worker, task, cancel_event):

@@ -5,7 +5,7 @@ import time
 
 ccmodule = {
     "description": "Sleep with a heartbeat",
-    "inputs": {"seconds": "how long", "marker": "file written at start"},
+    "inputs": {"seconds": "how long", "marker": "file written at start", "quiet": "no status"},
     "outputs": {"pid": "the worker pid"},
     "defaults": {},
     "status": {"heartbeat": "slice counter"},
@@ -21,6 +21,7 @@ def process_task(worker, task, cancel_event=None):
     beat = 0
     while time.monotonic() < deadline and not (cancel_event and cancel_event.is_set()):
         beat += 1
-        worker.status["heartbeat"] = beat
+        if not args.get("quiet"):
+            worker.status["heartbeat"] = beat
         time.sleep(0.02)
     return 100, {"pid": os.getpid()}

@@ -3,8 +3,13 @@
 import signal
 import subprocess
 
-ccmodule = {"description": "Spawn children", "inputs": {"trap": "ignore SIGTERM"}, "outputs": {},
-            "defaults": {}, "status": {}}
+ccmodule = {
+    "description": "Spawn children",
+    "inputs": {"trap": "ignore SIGTERM"},
+    "outputs": {},
+    "defaults": {},
+    "status": {},
+}
 
 
 def process_task(worker, task):
