@@ -58,18 +58,22 @@ class Example:
     def run(self, *extra: str, expect: int = 0) -> dict[str, Any]:
         """Run a singlerun example to its end; return its report."""
         code, output = self.procs.run(self.path, *self.flags(*extra), probes=False)
-        assert code == expect, f"{self.path.name} exited {code}, not {expect}:\n{output}"
+        if code != expect:
+            raise AssertionError(f"{self.path.name} exited {code}, not {expect}:\n{output}"
+                                 f"{failures(self.report_path)}")
         return self.report(output)
 
     def start(self, *extra: str) -> HeadProcess:
         return self.procs.ccworkflow(self.path, *self.flags(*extra), probes=False)
 
-    def stop(self, head: HeadProcess) -> tuple[int, dict[str, Any]]:
-        """SIGTERM a permanent example; its exit code and report."""
+    def stop(self, head: HeadProcess, *, expect: int | None = 0) -> dict[str, Any]:
+        """SIGTERM a permanent example; check its exit code (unless None), return its report."""
         head.send(signal.SIGTERM)
         code = head.wait(15)
-        self.procs.wait_none_alive(3.0)
-        return code, self.report(head.output())
+        if expect is not None and code != expect:
+            raise AssertionError(f"{self.path.name} exited {code} after SIGTERM, not "
+                                 f"{expect}:\n{head.output()}{failures(self.report_path)}")
+        return self.report(head.output())
 
     def report(self, output: str) -> dict[str, Any]:
         assert self.report_path.exists(), f"{self.path.name} wrote no report:\n{output}"
@@ -87,7 +91,24 @@ class Example:
             rows = store.sql("SELECT count(*) FROM pebbles WHERE state = 'done'")
             return bool(rows[0][0] >= count)
 
-        wait_until(done, timeout_s=timeout_s, what=f"{count} finished pebbles", interval_s=0.1)
+        try:
+            wait_until(done, timeout_s=timeout_s, what=f"{count} finished pebbles",
+                       interval_s=0.1)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; {self.path.name} said:\n{head.output()}") from None
+
+
+def failures(report_path: Path) -> str:
+    """The nodes that did not succeed, per pebble, from a report (if there is one)."""
+    if not report_path.exists():
+        return ""
+    lines = []
+    for pebble in json.loads(report_path.read_text())["pebbles"]:
+        for name, state in pebble["nodes"].items():
+            if state["outcome"] not in ("success", "skipped"):
+                lines.append(f"pebble {pebble['id']} node {name}: {state['outcome']}: "
+                             f"{state['error']}")
+    return "\nnodes that did not succeed:\n" + "\n".join(lines) if lines else ""
 
 
 def outcomes(pebble: dict[str, Any]) -> dict[str, str]:
@@ -102,11 +123,10 @@ def only_pebble(report: dict[str, Any]) -> dict[str, Any]:
 
 def assert_completed(report: dict[str, Any], pebble: dict[str, Any],
                      **expected: str) -> None:
-    """The run and the pebble completed; every node succeeded unless told otherwise."""
+    """The pebble completed; every node succeeded unless told otherwise."""
     got = outcomes(pebble)
     want = {name: expected.get(name, "success") for name in got}
-    assert (report["outcome"], pebble["outcome"], got) == ("completed", "completed", want), \
-        json.dumps(pebble, indent=1)
+    assert (pebble["outcome"], got) == ("completed", want), json.dumps(pebble, indent=1)
 
 
 # Recipes
@@ -151,10 +171,10 @@ def dirwatcher_unzip(example: Example) -> None:
     for name in ("good.zip", "bad.zip"):
         (staging / name).rename(inbox / name)
     example.wait_pebbles_done(head, 2, timeout_s=STARTUP_S + 10)
-    code, report = example.stop(head)
+    report = example.stop(head, expect=None)
     by_file = {Path(p["input"]["fullpath"]).name: p for p in report["pebbles"]}
     assert set(by_file) == {"good.zip", "bad.zip"}, report
-    assert code == (1 if report["outcome"] == "failed" else 0)
+    assert head.popen.returncode == (1 if report["outcome"] == "failed" else 0)
     assert_completed(report, by_file["good.zip"], SetAside="skipped", Alarm="skipped")
     assert sorted(p.name for p in store.iterdir()) == ["notes.txt", "scene"]
     assert not (inbox / "good.zip").exists()
@@ -163,18 +183,35 @@ def dirwatcher_unzip(example: Example) -> None:
     assert (rejected / "bad.zip").exists()
 
 
+QUICKLOOK_PORT = 8098
+"""The port of the service the example's ``Quicklook`` node names (``serviceURL``)."""
+
+
 def netwatcher_service(example: Example) -> None:
+    service = start_quicklook_service(example)
+    wait_until(lambda: accepting(service, QUICKLOOK_PORT), timeout_s=STARTUP_S,
+               what=f"the Quicklook service on port {QUICKLOOK_PORT}")
     port = free_port()
     head = example.start("--port", str(port), "--gpus", "1")
     wait_until(lambda: accepting(head, port), timeout_s=STARTUP_S, what=f"port {port}")
     scene = example.folder / "scene.dat"
     scene.write_bytes(b"scene bytes")
     reply = post(port, {"scene": str(scene), "level": 2})
-    assert reply, "the netwatcher accepted the order without saying which pebble it is"
+    assert isinstance(reply, dict) and isinstance(reply.get("id"), int), reply
     example.wait_pebbles_done(head, 1, timeout_s=30)
-    code, report = example.stop(head)
-    assert code == 0
+    report = example.stop(head)
     assert_completed(report, only_pebble(report))
+
+
+def start_quicklook_service(example: Example) -> HeadProcess:
+    """A second head whose netwatcher answers on the port ``Quicklook`` posts to."""
+    graph = example.folder / "quicklook.json"
+    graph.write_text(json.dumps({"workflow": {"name": "quicklook", "nodes": [
+        {"name": "Orders", "module": "netwatcher", "args": {"port": QUICKLOOK_PORT}},
+        {"name": "Look", "module": "noop", "downstreamOf": ["Orders"], "args": {"time": 0}},
+    ]}}))
+    flags = ["--state", str(example.folder / "quicklook-state"), "--no-http", "--workers", "1"]
+    return example.procs.ccworkflow(graph, *flags, probes=False)
 
 
 RECIPES: dict[str, Callable[[Example], None]] = {
@@ -201,7 +238,7 @@ def accepting(head: HeadProcess, port: int) -> bool:
 
 def post(port: int, order: dict[str, Any]) -> Any:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/", data=json.dumps(order).encode(), method="POST",
+        f"http://127.0.0.1:{port}/task", data=json.dumps(order).encode(), method="POST",
         headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
