@@ -328,3 +328,18 @@ def test_the_command_runs_as_a_process_without_a_traceback(tmp_path: Path) -> No
     assert done.returncode == 2
     assert "module 'nope' was not found" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_graphs_config_is_the_base_of_the_config_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, runner: FakeRunner
+) -> None:
+    data = json.loads(json.dumps(GRAPH))
+    data["workflow"]["config"] = {"A": {"keep": 1, "swap": 2}, "B": 3}
+    graph_path = tmp_path / "g.json"
+    graph_path.write_text(json.dumps(data))
+    config = tmp_path / "c.json"
+    config.write_text('{"A": {"swap": 20, "new": 30}}')
+    run(
+        capsys, str(graph_path), "--modules", str(MODULES), "--target", "t", "--config", str(config)
+    )
+    assert runner.calls[0][2].config == {"A": {"keep": 1, "swap": 20, "new": 30}, "B": 3}

@@ -158,7 +158,7 @@ def _act(graph: Graph, ns: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         options = option_values(graph, ns)
-        settings = run_settings(ns)
+        settings = run_settings(ns, graph.config)
     except (OptionError, ConfigError) as e:
         return _fail([str(e)])
     from cryoflow.runner import run_workflow
@@ -174,8 +174,13 @@ def _summary(graph: Graph) -> str:
     )
 
 
-def run_settings(ns: argparse.Namespace) -> RunSettings:
-    """The :class:`RunSettings` that the parsed flags ask for."""
+def run_settings(ns: argparse.Namespace, base: Mapping[str, Any] | None = None) -> RunSettings:
+    """The :class:`RunSettings` that the parsed flags ask for.
+
+    The config tree is ``base`` (the graph's own ``config``) with the ``--config`` file
+    laid over it, key by key.
+    """
+    config = merge_config(base or {}, load_config(ns.config) if ns.config else {})
     return RunSettings(
         state_dir=ns.state,
         fresh=ns.fresh,
@@ -183,7 +188,7 @@ def run_settings(ns: argparse.Namespace) -> RunSettings:
         workers=ns.workers,
         admin_workers=ns.admin_workers,
         gpus=ns.gpus,
-        config=load_config(ns.config) if ns.config else {},
+        config=config,
         report_path=ns.report,
         loglevel=ns.loglevel,
         http=None if ns.no_http else (ns.http or "127.0.0.1:0"),
@@ -210,6 +215,18 @@ def load_config(path: Path) -> Mapping[str, Any]:
             f"config file {path} must hold a table of keys, not {type(data).__name__}"
         )
     return data
+
+
+def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid over ``base``: nested tables merge, other values replace."""
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        if isinstance(below, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_config(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 _CONFIG_PARSERS: Mapping[str, Callable[[str], Any]] = {
