@@ -45,6 +45,9 @@ class S3Settings:
     allow_http: bool = False
     """``s3://host[:port]/bucket/key`` talks https unless this is true."""
     verify_tls: bool = True
+    verify_etag: bool = True
+    """Check downloads against the ETag (multipart: assumes equal part sizes, as S3
+    clients upload them)."""
     part_bytes: int = 16 * MiB
     """Part size of multipart uploads and of parallel ranged downloads (≥ 5 MiB)."""
     multipart_threshold_bytes: int = 32 * MiB

@@ -253,7 +253,8 @@ class S3Stager:
     def _hasher(self, ref: _Ref, meta: Meta, head: dict[str, Any]) -> _EtagHasher:
         """A hasher for the ETag, inactive where the ETag is not an MD5 (SSE-KMS, SSE-C)."""
         encrypted = str(head.get("ServerSideEncryption", "")).startswith("aws:kms")
-        if not meta.etag or encrypted or head.get("SSECustomerAlgorithm"):
+        unchecked = not self.settings.verify_etag or head.get("SSECustomerAlgorithm")
+        if not meta.etag or encrypted or unchecked:
             return _EtagHasher(None)
         if "-" not in meta.etag:
             return _EtagHasher(meta.etag)
@@ -275,18 +276,29 @@ class S3Stager:
             raise TransientStagingError(f"{ref.url}: got {offset} of {meta.size} bytes")
 
     def _get_ranges(self, ref: _Ref, meta: Meta, fd: int, hasher: _EtagHasher) -> None:
+        """Parallel ranged GETs. Ranges follow the upload's parts when the ETag names them,
+        so each part's MD5 is taken on the way in; a plain MD5 ETag is hashed in order from
+        the file behind the downloads."""
         size = meta.size or 0
-        step = part_size_for(size, self.settings.part_bytes)
+        inline = bool(hasher.active and hasher.part_bytes)
+        step = hasher.part_bytes if inline else part_size_for(size, self.settings.part_bytes)
         stop = threading.Event()
 
-        def get(offset: int, length: int) -> None:
-            self._call(ref, "download", lambda: _get_range(ref, meta, fd, offset, length, stop))
+        def get(offset: int, length: int) -> bytes:
+            digest = hashlib.md5()
+            update = digest.update if inline else None
+            self._call(
+                ref, "download", lambda: _get_range(ref, meta, fd, offset, length, stop, update)
+            )
+            return digest.digest()
 
         with _Pool(self.settings.max_concurrency, stop) as pool:
-            futures = [pool.submit(get, o, n) for o, n in _ranges(size, step)]
-            for future, (offset, length) in zip(futures, _ranges(size, step)):
-                future.result()
-                if hasher.active:
+            futures = [pool.submit(get, o, n) for o, n in _ranges(size, step or size)]
+            for future, (offset, length) in zip(futures, _ranges(size, step or size)):
+                part_md5 = future.result()
+                if inline:
+                    hasher.add_part(part_md5)
+                elif hasher.active:
                     _hash_from_file(fd, offset, length, hasher)
 
     def _list_keys(self, ref: _Ref, prefixes: list[str]) -> Iterator[list[str]]:
@@ -440,6 +452,10 @@ class _EtagHasher:
             if self.part_fill == self.part_bytes:
                 self._close_part()
 
+    def add_part(self, digest: bytes) -> None:
+        """The MD5 of the next whole part, taken elsewhere."""
+        self.parts.append(digest)
+
     def _close_part(self) -> None:
         self.parts.append(self.part.digest())
         self.part, self.part_fill = hashlib.md5(), 0
@@ -485,12 +501,18 @@ def _verify(meta: Meta, hasher: _EtagHasher, url: ParsedURL, dest: Path) -> None
 
 
 def _get_range(
-    ref: _Ref, meta: Meta, fd: int, offset: int, length: int, stop: threading.Event
+    ref: _Ref,
+    meta: Meta,
+    fd: int,
+    offset: int,
+    length: int,
+    stop: threading.Event,
+    update: Callable[[bytes], None] | None,
 ) -> None:
     response = ref.client.get_object(
         **ref.loc, Range=f"bytes={offset}-{offset + length - 1}", IfMatch=f'"{meta.etag}"'
     )
-    end = _drain(response["Body"], fd, offset, None, stop)
+    end = _drain(response["Body"], fd, offset, update, stop)
     if end - offset != length:
         raise TransientStagingError(f"{ref.url}: range at {offset} got {end - offset} of {length}")
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -59,6 +60,7 @@ def stage_in(
     config: StagingConfig,
     sleep: Sleep = time.sleep,
     failpoints: Failpoints | None = None,
+    pool: StagerPool | None = None,
 ) -> Value:
     """Make ``value`` (a path or URL, or a list of them) local files; return their paths.
 
@@ -67,11 +69,11 @@ def stage_in(
     that does not exist here is fetched with ``proto`` from ``host``, the host that
     produced it. Raises :class:`StagingError` naming the URL (never its password).
     The failpoint ``download_midstream`` fires when a download is complete in its
-    staging file but not yet renamed into place.
+    staging file but not yet renamed into place. ``pool``: see :func:`using`.
     """
     items = value if isinstance(value, list) else [value]
-    with StagerPool(config) as pool:
-        stage = _Inbound(pool, config, Path(work_dir), flags, sleep, failpoints or Failpoints())
+    with using(pool, config) as stagers:
+        stage = _Inbound(stagers, config, Path(work_dir), flags, sleep, failpoints or Failpoints())
         paths = [stage.one(str(item)) for item in items]
         if flag(flags, "unzip", False):
             return [str(entry) for path in paths for entry in stage.unpack(Path(path))]
@@ -85,6 +87,7 @@ def stage_out(
     basename: bool,
     config: StagingConfig,
     sleep: Sleep = time.sleep,
+    pool: StagerPool | None = None,
 ) -> Value:
     """Upload a local file, folder or list of them to ``target``; return the new URL(s).
 
@@ -96,10 +99,24 @@ def stage_out(
     if not basename and len(items) > 1:
         raise StagingError(f"post to {parse_url(target)} with basename false needs one file")
     dest = parse_url(target)
-    with StagerPool(config) as pool:
-        out = _Outbound(pool, config, sleep)
+    with using(pool, config) as stagers:
+        out = _Outbound(stagers, config, sleep)
         urls = [out.one(_local_source(str(item)), dest, basename) for item in items]
     return urls if isinstance(retval_value, list) else urls[0]
+
+
+@contextmanager
+def using(pool: StagerPool | None, config: StagingConfig) -> Iterator[StagerPool]:
+    """``pool`` as it is, or a new pool closed afterwards.
+
+    A worker that keeps one :class:`StagerPool` for its life and passes it to every
+    call reuses S3 clients (about 0.3 s each to create) and ssh sessions across jobs.
+    """
+    if pool is not None:
+        yield pool
+        return
+    with StagerPool(config) as fresh:
+        yield fresh
 
 
 def sweep_staging(
