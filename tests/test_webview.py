@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apikit import GATE, ServedInThread, chain, gate
+from apikit import GATE, READ_TOKEN, ServedInThread, chain, gate
 from enginekit import graph, node
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -186,6 +186,26 @@ def test_markup_in_values_is_shown_as_text_and_runs_nothing(
     assert page.page.evaluate("document.querySelectorAll('img').length") == 0
     page.page.wait_for_timeout(300)
     assert page.dialogs == [] and page.errors == []
+
+
+def test_a_guarded_head_asks_for_a_token_and_then_goes_live(
+        page: Watched, tmp_path: Path) -> None:
+    server = ServedInThread(tmp_path / "state", token=READ_TOKEN)
+    try:
+        offer(server, x=1)
+        idle(server)
+        page.page.goto(server.url)
+        page.page.wait_for_selector("#login:not([hidden])")
+        page.page.fill("#token", READ_TOKEN)
+        page.page.click("#login-form button")
+        page.page.wait_for_selector('g.node[data-node="B"][data-status="finished"]')
+        page.page.wait_for_selector("#conn.conn-on")
+        page.page.click("#pause")
+        page.page.wait_for_selector("#message:has-text('this action needs the admin token')")
+        assert [e for e in page.errors if "401" not in e and "403" not in e] == []
+    finally:
+        page.page.close()
+        server.close()
 
 
 def prefill(state: Path, count: int) -> None:

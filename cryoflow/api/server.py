@@ -30,6 +30,8 @@ from cryoflow.head import Head
 log = logging.getLogger("cryoflow.api")
 
 SHUTDOWN_TIMEOUT_S = 5.0
+MAX_LINE_BYTES = 64 * 1024
+"""Longest request line or header: long enough that a bad query gets a JSON 400."""
 
 
 def build_context(head: Head, tokens: Tokens) -> ApiContext:
@@ -94,8 +96,8 @@ async def start_api(head: Head, *, host: str = "127.0.0.1", port: int = 0,
     _start_side_parts(context)
     listener = _listener(context)
     head.listeners.append(listener)
-    runner = web.AppRunner(build_app(context), access_log=None,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = web.AppRunner(build_app(context), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                           max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, backlog=128)
