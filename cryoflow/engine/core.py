@@ -566,4 +566,5 @@ def _joined(
     return replace(
         base, status=NodeStatus.DONE, outcome=outcome or combine(outcomes), output=output,
         error=errors[0] if errors else None, branches=len(items),
+        attempts=max((s.attempts for s in items if s is not None), default=base.attempts),
     )
