@@ -343,6 +343,17 @@ def test_start_api_refuses_a_public_address_without_a_token(tmp_path: Path) -> N
     run(go())
 
 
+def test_a_port_in_use_is_refused_with_a_sentence(tmp_path: Path) -> None:
+    async def go() -> int:
+        async with served(tmp_path) as s:
+            port = int(s.url.rsplit(":", 1)[1].strip("/"))
+            with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+                await start_api(s.head, port=port)
+            return len(s.head.listeners)
+
+    assert run(go()) == 1
+
+
 def test_responses_carry_security_headers_and_no_cors(tmp_path: Path) -> None:
     async def go() -> list[Any]:
         async with served(tmp_path) as s:

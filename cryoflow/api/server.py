@@ -99,16 +99,15 @@ async def start_api(head: Head, *, host: str = "127.0.0.1", port: int = 0,
     runner = web.AppRunner(build_app(context), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                            max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES)
     await runner.setup()
+    server = ApiServer(f"http://{host}:{port}/", context, runner, listener)
     try:
-        site = web.TCPSite(runner, host, port, backlog=128)
-        await site.start()
+        await web.TCPSite(runner, host, port, backlog=128).start()
     except OSError as exc:
-        await runner.cleanup()
-        head.listeners.remove(listener)
-        await context.feed.stop()
+        await server.stop()
         raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); "
                           "pick another address with --http HOST:PORT") from exc
-    return ApiServer(_url(runner), context, runner, listener)
+    server.url = _url(runner)
+    return server
 
 
 def _start_side_parts(context: ApiContext) -> None:
