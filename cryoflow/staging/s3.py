@@ -2,8 +2,8 @@
 
 Endpoint, region and credentials come from :class:`S3Settings` or, where unset, from
 the standard AWS environment and profile; never from the URL. Large objects move in
-parts on a small thread pool, each part read or written at its own offset, so memory
-stays flat: at most ``max_concurrency`` parts of ``part_bytes`` are held at once.
+parts on a small thread pool, each part streamed from or to the file at its own offset,
+so memory stays flat (a 1 MiB buffer per thread), whatever the size of the object.
 
 Downloads are checked against the size and the ETag the server announced: a plain ETag
 is the MD5 of the object, a multipart one (``md5-N``) the MD5 of the parts' MD5s, for
@@ -16,12 +16,9 @@ the next push or at :meth:`S3Stager.close`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,12 +30,19 @@ from botocore.config import Config
 from cryoflow.errors import StagingError, TransientStagingError
 from cryoflow.staging.base import Meta, MissingObjectError, ParsedURL, check_expected, source_size
 from cryoflow.staging.config import S3Settings, StagingConfig
-from cryoflow.staging.retry import is_transient_os_error, is_transient_status, local_write_error
+from cryoflow.staging.retry import is_transient_os_error, is_transient_status
+from cryoflow.staging.s3parts import (
+    EtagHasher,
+    FileRange,
+    PartPool,
+    drain,
+    file_md5,
+    hash_from_file,
+    part_size_for,
+    ranges,
+)
 
 T = TypeVar("T")
-MIN_PART_BYTES = 5 << 20
-MAX_PARTS = 10_000
-CHUNK = 1 << 20
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _DENIED = (
     "AccessDenied",
@@ -103,22 +107,6 @@ def _client_error(exc: bexc.ClientError, url: ParsedURL, doing: str) -> StagingE
 
 def _etag(value: Any) -> str | None:
     return str(value).strip('"') if value else None
-
-
-def multipart_etag(part_md5s: list[bytes]) -> str:
-    """The ETag S3 gives an object uploaded in these parts (their raw MD5 digests)."""
-    return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"
-
-
-def part_size_for(size: int, part_bytes: int) -> int:
-    """The part size for an object of ``size`` bytes: ≥ 5 MiB and at most 10,000 parts."""
-    needed = -(-size // MAX_PARTS)
-    return max(part_bytes, MIN_PART_BYTES, needed)
-
-
-def _ranges(size: int, step: int) -> list[tuple[int, int]]:
-    """``(offset, length)`` pairs covering ``size`` bytes in ``step``-sized pieces."""
-    return [(start, min(step, size - start)) for start in range(0, size, step)]
 
 
 @dataclass(frozen=True)
@@ -250,15 +238,15 @@ class S3Stager:
         )
         return bool(found.get("KeyCount"))
 
-    def _hasher(self, ref: _Ref, meta: Meta, head: dict[str, Any]) -> _EtagHasher:
+    def _hasher(self, ref: _Ref, meta: Meta, head: dict[str, Any]) -> EtagHasher:
         """A hasher for the ETag, inactive where the ETag is not an MD5 (SSE-KMS, SSE-C)."""
         encrypted = str(head.get("ServerSideEncryption", "")).startswith("aws:kms")
         unchecked = not self.settings.verify_etag or head.get("SSECustomerAlgorithm")
         if not meta.etag or encrypted or unchecked:
-            return _EtagHasher(None)
+            return EtagHasher(None)
         if "-" not in meta.etag:
-            return _EtagHasher(meta.etag)
-        return _EtagHasher(meta.etag, self._etag_part_bytes(ref, meta))
+            return EtagHasher(meta.etag)
+        return EtagHasher(meta.etag, self._etag_part_bytes(ref, meta))
 
     def _etag_part_bytes(self, ref: _Ref, meta: Meta) -> int:
         """The part size behind a multipart ETag, or 0 when the server does not say."""
@@ -268,14 +256,14 @@ class S3Stager:
             return 0
         return int(part.get("ContentLength") or 0)
 
-    def _get_whole(self, ref: _Ref, meta: Meta, fd: int, hasher: _EtagHasher) -> None:
+    def _get_whole(self, ref: _Ref, meta: Meta, fd: int, hasher: EtagHasher) -> None:
         pin = {"IfMatch": f'"{meta.etag}"'} if meta.etag else {}
         response = self._call(ref, "download", lambda: ref.client.get_object(**ref.loc, **pin))
-        offset = self._call(ref, "download", lambda: _drain(response["Body"], fd, 0, hasher.update))
+        offset = self._call(ref, "download", lambda: drain(response["Body"], fd, 0, hasher.update))
         if offset != meta.size:
             raise TransientStagingError(f"{ref.url}: got {offset} of {meta.size} bytes")
 
-    def _get_ranges(self, ref: _Ref, meta: Meta, fd: int, hasher: _EtagHasher) -> None:
+    def _get_ranges(self, ref: _Ref, meta: Meta, fd: int, hasher: EtagHasher) -> None:
         """Parallel ranged GETs. Ranges follow the upload's parts when the ETag names them,
         so each part's MD5 is taken on the way in; a plain MD5 ETag is hashed in order from
         the file behind the downloads."""
@@ -292,14 +280,14 @@ class S3Stager:
             )
             return digest.digest()
 
-        with _Pool(self.settings.max_concurrency, stop) as pool:
-            futures = [pool.submit(get, o, n) for o, n in _ranges(size, step or size)]
-            for future, (offset, length) in zip(futures, _ranges(size, step or size)):
+        with PartPool(self.settings.max_concurrency, stop) as pool:
+            futures = [pool.submit(get, o, n) for o, n in ranges(size, step or size)]
+            for future, (offset, length) in zip(futures, ranges(size, step or size)):
                 part_md5 = future.result()
                 if inline:
                     hasher.add_part(part_md5)
                 elif hasher.active:
-                    _hash_from_file(fd, offset, length, hasher)
+                    hash_from_file(fd, offset, length, hasher)
 
     def _list_keys(self, ref: _Ref, prefixes: list[str]) -> Iterator[list[str]]:
         paginator = ref.client.get_paginator("list_objects_v2")
@@ -335,7 +323,7 @@ class S3Stager:
     # -- writing
 
     def _put_whole(self, ref: _Ref, src: Path, size: int) -> None:
-        md5 = _file_md5(src)
+        md5 = file_md5(src)
         with open(src, "rb") as body:
             self._call(
                 ref,
@@ -370,7 +358,7 @@ class S3Stager:
         def send(number: int, offset: int, length: int) -> dict[str, Any]:
             if stop.is_set():
                 raise TransientStagingError(f"upload to {ref.url} stopped")
-            with _FileRange(src, offset, length) as body:
+            with FileRange(src, offset, length) as body:
                 md5 = body.md5_b64()
                 reply = self._call(
                     ref,
@@ -386,9 +374,9 @@ class S3Stager:
                 )
             return {"PartNumber": number, "ETag": reply["ETag"]}
 
-        with _Pool(self.settings.max_concurrency, stop) as pool:
-            ranges = enumerate(_ranges(size, step), start=1)
-            futures = [pool.submit(send, number, o, n) for number, (o, n) in ranges]
+        with PartPool(self.settings.max_concurrency, stop) as pool:
+            numbered = enumerate(ranges(size, step), start=1)
+            futures = [pool.submit(send, number, o, n) for number, (o, n) in numbered]
             return [f.result() for f in futures]
 
     def _abort(self, ref: _Ref, upload_id: str) -> None:
@@ -404,71 +392,6 @@ class S3Stager:
         orphans, self._orphans = self._orphans, []
         for ref, upload_id in orphans:
             self._abort(ref, upload_id)
-
-
-class _Pool(ThreadPoolExecutor):
-    """A thread pool that, when its block fails, tells running parts to stop."""
-
-    def __init__(self, workers: int, stop: threading.Event) -> None:
-        super().__init__(max_workers=max(1, workers), thread_name_prefix="cryoflow-s3")
-        self.stop = stop
-
-    def __exit__(self, *exc_info: Any) -> bool | None:
-        if exc_info[0] is not None:
-            self.stop.set()
-            self.shutdown(wait=True, cancel_futures=True)
-        return super().__exit__(*exc_info)
-
-
-class _EtagHasher:
-    """Checks bytes against an S3 ETag: the MD5 of the whole, or of each part's MD5.
-
-    Inactive (checks nothing) without an ETag, for an ETag that is not MD5-based, and
-    for a multipart ETag whose part size is unknown.
-    """
-
-    def __init__(self, announced: str | None, part_bytes: int | None = None) -> None:
-        digest, _, parts = (announced or "").partition("-")
-        self.announced = announced or ""
-        self.active = len(digest) == 32 and (not parts or bool(part_bytes))
-        self.part_bytes = part_bytes if parts else None
-        self.whole = hashlib.md5()
-        self.part = hashlib.md5()
-        self.part_fill = 0
-        self.parts: list[bytes] = []
-
-    def update(self, data: bytes | memoryview) -> None:
-        if not self.active:
-            return
-        if not self.part_bytes:
-            self.whole.update(data)
-            return
-        view = memoryview(data)
-        while view:
-            take = min(len(view), self.part_bytes - self.part_fill)
-            self.part.update(view[:take])
-            self.part_fill += take
-            view = view[take:]
-            if self.part_fill == self.part_bytes:
-                self._close_part()
-
-    def add_part(self, digest: bytes) -> None:
-        """The MD5 of the next whole part, taken elsewhere."""
-        self.parts.append(digest)
-
-    def _close_part(self) -> None:
-        self.parts.append(self.part.digest())
-        self.part, self.part_fill = hashlib.md5(), 0
-
-    def matches(self) -> bool:
-        """False only when the bytes seen do not give the announced ETag."""
-        if not self.active:
-            return True
-        if not self.part_bytes:
-            return self.whole.hexdigest() == self.announced
-        if self.part_fill:
-            self._close_part()
-        return multipart_etag(self.parts) == self.announced
 
 
 def _client_config(s: S3Settings, endpoint: str | None) -> Config:
@@ -492,7 +415,7 @@ def _meta(head: dict[str, Any]) -> Meta:
     )
 
 
-def _verify(meta: Meta, hasher: _EtagHasher, url: ParsedURL, dest: Path) -> None:
+def _verify(meta: Meta, hasher: EtagHasher, url: ParsedURL, dest: Path) -> None:
     got = dest.stat().st_size
     if got != meta.size:
         raise TransientStagingError(f"{url}: got {got} of {meta.size} bytes")
@@ -512,101 +435,6 @@ def _get_range(
     response = ref.client.get_object(
         **ref.loc, Range=f"bytes={offset}-{offset + length - 1}", IfMatch=f'"{meta.etag}"'
     )
-    end = _drain(response["Body"], fd, offset, update, stop)
+    end = drain(response["Body"], fd, offset, update, stop)
     if end - offset != length:
         raise TransientStagingError(f"{ref.url}: range at {offset} got {end - offset} of {length}")
-
-
-def _drain(
-    body: Any,
-    fd: int,
-    offset: int,
-    update: Callable[[bytes], None] | None,
-    stop: threading.Event | None = None,
-) -> int:
-    """Write a streaming body at ``offset`` in 1 MiB reads; return the end offset."""
-    try:
-        for chunk in iter(lambda: body.read(CHUNK), b""):
-            if stop is not None and stop.is_set():
-                raise TransientStagingError("download stopped")
-            _write_at(fd, chunk, offset)
-            if update is not None:
-                update(chunk)
-            offset += len(chunk)
-    finally:
-        body.close()
-    return offset
-
-
-def _write_at(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    try:
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view, offset = view[written:], offset + written
-    except OSError as exc:
-        raise local_write_error(exc, "an S3 object") from exc
-
-
-def _hash_from_file(fd: int, offset: int, length: int, hasher: _EtagHasher) -> None:
-    end = offset + length
-    while offset < end:
-        data = os.pread(fd, min(CHUNK, end - offset), offset)
-        if not data:
-            raise TransientStagingError("the staging file is shorter than what was written")
-        hasher.update(data)
-        offset += len(data)
-
-
-class _FileRange:
-    """A seekable, read-only view of ``length`` bytes of ``path`` from ``offset``.
-
-    A part is streamed from the file as it is sent, never held in memory whole.
-    """
-
-    def __init__(self, path: Path, offset: int, length: int) -> None:
-        self._file = open(path, "rb")
-        self.offset, self.length, self._pos = offset, length, 0
-        self._file.seek(offset)
-
-    def read(self, size: int | None = -1) -> bytes:
-        left = self.length - self._pos
-        data = self._file.read(left if size is None or size < 0 else min(size, left))
-        self._pos += len(data)
-        if size and not data and left:
-            raise StagingError(f"{self._file.name} changed while it was uploaded")
-        return data
-
-    def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self.length}[whence]
-        self._pos = max(0, min(self.length, base + position))
-        self._file.seek(self.offset + self._pos)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def md5_b64(self) -> str:
-        """Base64 MD5 of the range (for ``Content-MD5``), read once; rewinds after."""
-        digest = hashlib.md5()
-        for chunk in iter(lambda: self.read(CHUNK), b""):
-            digest.update(chunk)
-        self.seek(0)
-        return base64.b64encode(digest.digest()).decode()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> _FileRange:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _file_md5(src: Path) -> str:
-    digest = hashlib.md5()
-    with open(src, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode()
