@@ -359,11 +359,13 @@ def test_the_module_serves_through_the_input_runner(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    g = watch_graph(input_node("In", "netwatcher", {"port": port}))
+    g = watch_graph(input_node("In", "netwatcher",
+                               {"port": port, "schema": {"default": SCHEMA}}))
     with Rig(g, tmp_path / "state") as rig:
         client = Client(port)
         answer = wait_for(lambda: _try_post(client), what="the module's server")
         assert answer[0] == 202
+        assert error_of(client("POST", "/task", {"value": 2}))[0] == 400
         wait_for(lambda: rig.pebbles() and rig.pebbles()[0]["state"] == "done",
                  what="the pebble to finish")
         client.close()
@@ -371,8 +373,9 @@ def test_the_module_serves_through_the_input_runner(tmp_path: Path) -> None:
 
 def _try_post(client: Client) -> tuple[int, Any, Any] | None:
     try:
-        return client("POST", "/task", {"value": 1})
+        return client("POST", "/task", {"product": "p", "value": 1})
     except ConnectionRefusedError:
+        client.close()  # not listening yet: the next call connects afresh
         return None
 
 
