@@ -15,7 +15,6 @@ traceback in ``stats["traceback"]``; a job whose ``cancel_event`` was set ends
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -25,7 +24,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -82,7 +81,7 @@ def _run(task: Task, worker: WorkerHandle, cancel_event: threading.Event) -> _No
 
     def call(item_args: Mapping[str, Any]) -> _Normalized:
         task_dict = {
-            "args": dict(item_args),
+            "args": item_args,
             "id": task.id,
             "pebble_id": task.pebble_id,
             "node": task.node,
@@ -92,7 +91,7 @@ def _run(task: Task, worker: WorkerHandle, cancel_event: threading.Event) -> _No
             return normalize(entry.call(worker, task_dict, cancel_event))
         return normalize(entry.call(worker, task_dict))
 
-    with _working_dir(task.workdir):
+    with _WorkingDir(task.workdir):
         if task.loop:
             outcome, retval, error = run_loop(call, args, task.loop, cancel_event, entry.outputs)
         else:
@@ -150,18 +149,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-@contextlib.contextmanager
-def _working_dir(path: str | None) -> Iterator[None]:
-    if not path:
-        yield
-        return
-    previous = os.getcwd()
-    Path(path).mkdir(parents=True, exist_ok=True)
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
+class _WorkingDir:
+    """Change into ``path`` (created if missing) for the job; restore the cwd after."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.previous: str | None = None
+
+    def __enter__(self) -> None:
+        if self.path:
+            self.previous = os.getcwd()
+            Path(self.path).mkdir(parents=True, exist_ok=True)
+            os.chdir(self.path)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.previous is not None:
+            os.chdir(self.previous)
 
 
 class _Meter:
