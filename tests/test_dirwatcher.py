@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -17,10 +19,11 @@ from typing import Any
 
 import pytest
 from enginekit import node
-from watchkit import Rig, input_node, still, wait_for, watch_graph
+from watchkit import ROOT, Rig, input_node, still, wait_for, watch_graph
 
 from cryoflow.errors import InputError, StoreError
 from cryoflow.expr import parse_restriction
+from cryoflow.store import Store
 from cryoflow.watch.dirwatch import DirwatchConfig, DirWatcher, Event
 from cryoflow.watch.files import seen_key
 from cryoflow.watch.settle import Version
@@ -230,6 +233,34 @@ def test_two_dirwatchers_on_one_folder_each_get_their_own_pebble(tmp_path: Path)
         write(src / "shared.dat", b"both")
         wait_for(lambda: len(rig.pebbles("A")) == 1 and len(rig.pebbles("B")) == 1,
                  what="one pebble per input node")
+
+
+def test_a_crash_between_settling_and_commit_loses_no_file_and_duplicates_none(
+        tmp_path: Path) -> None:
+    src, state = tmp_path / "in", tmp_path / "state"
+    src.mkdir()
+    for index in range(3):
+        write(src / f"f{index}.dat", b"x" * index)
+    crashed = _watch_in_child(state, src, "watcher_seen_before_commit=crash@2")
+    assert crashed.wait(20) == 137
+    with Store.open(state, workflow="t") as store:
+        assert len(store.pebbles()) <= 1
+    survivor = _watch_in_child(state, src, "")
+    try:
+        wait_for(lambda: Store.describe(state)["pebbles"] == 3, what="all three files")
+    finally:
+        survivor.kill()
+        survivor.wait(10)
+    with Store.open(state, workflow="t") as store:
+        assert sorted(p["item"]["relpath"] for p in store.pebbles()) == [
+            "f0.dat", "f1.dat", "f2.dat"]
+
+
+def _watch_in_child(state: Path, src: Path, failpoints: str) -> subprocess.Popen[bytes]:
+    script = ROOT / "tests" / "data" / "watch_modules" / "serve_dirwatcher.py"
+    env = {**os.environ, "CRYOFLOW_FAILPOINTS": failpoints}
+    return subprocess.Popen([sys.executable, str(script), str(state), str(src)],
+                            stdout=subprocess.DEVNULL, env=env)
 
 
 # ---------------------------------------------------------------------- the loop, stepped

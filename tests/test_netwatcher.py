@@ -415,10 +415,40 @@ def test_a_kill_9_between_posts_loses_no_acknowledged_pebble(tmp_path: Path) -> 
         assert len(store.pebbles(limit=10_000)) == len(offered)
 
 
+@pytest.mark.parametrize("point", ["post_parsed_before_commit", "post_committed_before_ack"])
+def test_a_crash_around_the_commit_loses_nothing_and_a_retry_makes_no_duplicate(
+        tmp_path: Path, point: str) -> None:
+    state = tmp_path / "state"
+    answers = []
+    with _server(state, failpoints=f"{point}=crash@3") as (process, port):
+        client = Client(port)
+        for n in range(3):
+            try:
+                answers.append(client("POST", "/task", {"probe_id": f"p{n}"},
+                                      headers={"Idempotency-Key": f"p{n}"})[2]["id"])
+            except (ConnectionError, http.client.HTTPException):
+                break
+        client.close()
+        assert process.wait(10) == 137
+    assert len(answers) == 2
+    with Store.open(state, workflow="t") as store:
+        stored = [p["item"]["probe_id"] for p in store.pebbles()]
+    assert stored == (["p0", "p1"] if point == "post_parsed_before_commit"
+                      else ["p0", "p1", "p2"])
+    with _server(state) as (_, port):
+        client = Client(port)
+        retried = client("POST", "/task", {"probe_id": "p2"}, headers={"Idempotency-Key": "p2"})
+        assert retried[0] == 202
+        client.close()
+    with Store.open(state, workflow="t") as store:
+        assert [p["item"]["probe_id"] for p in store.pebbles()] == ["p0", "p1", "p2"]
+
+
 @contextmanager
-def _server(state: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def _server(state: Path, failpoints: str = "") -> Iterator[tuple[subprocess.Popen[str], int]]:
+    env = {**os.environ, "CRYOFLOW_FAILPOINTS": failpoints}
     process = subprocess.Popen([sys.executable, str(SERVER), str(state)],
-                               stdout=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()

@@ -52,6 +52,13 @@ def intake_paused(handler: Handler) -> str | None:
     return None
 
 
+def failpoint(handler: Handler, name: str) -> None:
+    """Pass the named fault-test point of the head (``CRYOFLOW_FAILPOINTS``), if it has any."""
+    points = getattr(handler.head, "failpoints", None)
+    if points is not None:
+        points.hit(name)
+
+
 class Args:
     """Typed reading of an input module's args, with messages that name node and arg."""
 

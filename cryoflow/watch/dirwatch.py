@@ -51,7 +51,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from cryoflow.errors import InputError
-from cryoflow.watch import Args, Handler
+from cryoflow.watch import Args, Handler, failpoint
 from cryoflow.watch.files import DEFAULT_IGNORE, Layout, ScanDir, Stat, item_for, seen_key
 from cryoflow.watch.offers import OfferQueue
 from cryoflow.watch.settle import Settled, SettleTracker
@@ -310,6 +310,7 @@ class DirWatcher:
     def _emit(self, settled: Settled) -> None:
         key = seen_key(self.handler.node.name, settled.path, settled.version)
         if key not in self._emitted:
+            failpoint(self.handler, "watcher_seen_before_commit")
             self.offers.put(item_for(self.config.src, settled), key)
 
     def _committed(self, key: str, pebble_id: int) -> None:

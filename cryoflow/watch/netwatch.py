@@ -40,7 +40,7 @@ from typing import Any
 from aiohttp import web
 
 from cryoflow.errors import InputError, StoreError
-from cryoflow.watch import Args, Handler, intake_paused
+from cryoflow.watch import Args, Handler, failpoint, intake_paused
 from cryoflow.watch.jsonbody import BodyError, SchemaCheck, kind_of, load_schema, parse_json
 from cryoflow.watch.netstatus import status_of
 
@@ -208,6 +208,7 @@ class NetWatcher:
         if not isinstance(item, dict):
             raise Refusal(400, f"the body must be a JSON object, not {kind_of(item)}")
         key = _idempotency_key(request, self.handler.node.name)
+        failpoint(self.handler, "post_parsed_before_commit")
         pebble_id = await self._commit(item, key)
         return web.Response(status=202, body=b'{"id":%d}' % pebble_id,
                             content_type="application/json")
