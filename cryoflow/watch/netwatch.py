@@ -27,93 +27,30 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from cryoflow.errors import InputError, StoreError
-from cryoflow.watch import Args, Handler, failpoint, intake_paused
-from cryoflow.watch.jsonbody import BodyError, SchemaCheck, kind_of, load_schema, parse_json
+from cryoflow.watch import Handler, failpoint, intake_paused
+from cryoflow.watch.jsonbody import BodyError, SchemaCheck, kind_of, parse_json
+from cryoflow.watch.netconfig import NetwatchConfig, is_loopback
 from cryoflow.watch.netstatus import status_of
 
 log = logging.getLogger("cryoflow.watch")
 
-TOKEN_ENV = "CRYOFLOW_NETWATCHER_TOKEN"
 MAX_STATUS_IDS = 1000
 _IDEM_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _JSON_TYPES = ("application/json", "text/json")
 _CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class NetwatchConfig:
-    """The ``netwatcher`` module's args, checked."""
-
-    port: int
-    host: str = "127.0.0.1"
-    schema: Mapping[str, Any] | None = None
-    cors: tuple[str, ...] = ()
-    token: str | None = None
-    max_bytes: int = 1 << 20
-    max_pending: int = 10_000
-    header_timeout_s: float = 10.0
-    read_timeout_s: float = 10.0
-    commit_timeout_s: float = 30.0
-    retry_after_s: int = 1
-
-    @classmethod
-    def from_args(cls, node: str, args: Mapping[str, Any],
-                  env: Mapping[str, str] | None = None) -> NetwatchConfig:
-        """Read the module args (the token may come from ``env``); InputError if wrong."""
-        a = Args(node, args)
-        host = a.text("host", "127.0.0.1") or "127.0.0.1"
-        token = a.text("token") or (env or {}).get(TOKEN_ENV) or None
-        if token is None and not is_loopback(host):
-            raise a.problem("host", f"is {host}, which other machines can reach; give a "
-                            f"token (argument 'token' or the environment variable "
-                            f"{TOKEN_ENV}) or bind to 127.0.0.1")
-        if a.args.get("port") is None:
-            raise a.problem("port", "is required (0 picks a free port)")
-        return cls(
-            port=a.integer("port", 0, minimum=0, maximum=65535), host=host,
-            schema=_schema_arg(a), cors=a.strings("cors", ()), token=token,
-            max_bytes=a.integer("max_bytes", 1 << 20, minimum=2),
-            max_pending=a.integer("max_pending", 10_000, minimum=1),
-            header_timeout_s=a.number("header_timeout", 10.0, minimum=0.01),
-            read_timeout_s=a.number("read_timeout", 10.0, minimum=0.01),
-            commit_timeout_s=a.number("commit_timeout", 30.0, minimum=0.01),
-            retry_after_s=a.integer("retry_after", 1, minimum=1),
-        )
-
-
-def _schema_arg(a: Args) -> Mapping[str, Any] | None:
-    value = a.args.get("schema")
-    if value is None or value == "":
-        return None
-    try:
-        return load_schema(value)
-    except ValueError as exc:
-        raise a.problem("schema", f"cannot be used: {exc}") from None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable only from this machine."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Refusal(Exception):
@@ -396,3 +333,6 @@ def serve(handler: Handler, args: Mapping[str, Any], stop_event: threading.Event
     """The ``netwatcher`` module's ``start``: check the args, then serve until stopped."""
     config = NetwatchConfig.from_args(handler.node.name, args, env)
     NetWatcher(config, handler).run(stop_event)
+
+
+__all__ = ["NetWatcher", "NetwatchConfig", "Refusal", "is_loopback", "serve"]
