@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +23,7 @@ import pytest
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.local import LocalExecutor
+from cryoflow.workers.process import encode_task
 
 MODULES = Path(__file__).parent / "data" / "worker_modules"
 T = TypeVar("T")
@@ -259,6 +263,57 @@ def test_a_worker_killed_mid_job_is_reported_lost_and_replaced(tmp_path: Path) -
     run_with(body)
 
 
+def test_killing_only_the_worker_still_takes_the_jobs_children_down() -> None:
+    async def body(executor: LocalExecutor, sink: Sink) -> None:
+        executor.submit(task("probe_spawn", "k3"))
+        children = await wait_for_processes("k3", 3)
+        worker = children[0].ppid()
+        os.kill(worker, signal.SIGKILL)
+        assert await sink.until(lambda: sink.ended.get("k3")) == (
+            f"worker pid {worker} died with signal 9"
+        )
+        assert_all_gone(children)
+
+    run_with(body)
+
+
+def test_a_worker_speaks_one_json_message_each_way_and_refuses_unreadable_tasks() -> None:
+    parent, child = socket.socketpair()
+    with child:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cryoflow.workers.process",
+                str(child.fileno()),
+                "raw-0",
+                str(os.getpid()),
+            ],
+            pass_fds=(child.fileno(),),
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        )
+    conn = Connection(parent.detach())
+
+    def receive() -> dict[str, Any]:
+        assert conn.poll(10), "the worker did not answer"
+        return dict(json.loads(conn.recv_bytes()))
+
+    try:
+        assert receive()["op"] == "ready"
+        conn.send_bytes(encode_task(task("probe_noop", "ok", {"a": 1})))
+        reply = receive()
+        assert (reply["op"], reply["outcome"], reply["retval"]) == ("finished", "success", {"a": 1})
+        assert reply["announce"] is True
+        conn.send_bytes(b'{"id":"odd","pebble_id":1,"node":"n","module":"m","args":{},"hue":1}')
+        reply = receive()
+        assert (reply["job_id"], reply["outcome"]) == ("odd", "error")
+        assert "the worker could not read the task: TypeError" in reply["error"]
+    finally:
+        conn.close()
+        worker.wait(timeout=10)
+
+
 def test_cancel_ends_a_cooperative_job_as_cancel() -> None:
     async def body(executor: LocalExecutor, sink: Sink) -> None:
         executor.submit(task("probe_sleep", "c1", {"seconds": 30}))
@@ -378,6 +433,7 @@ def test_stop_leaves_no_worker_process_and_reports_running_jobs_lost() -> None:
 HEAD = """
 import asyncio, sys
 from cryoflow.workers.local import LocalExecutor
+from cryoflow.workers.process import encode_task
 from cryoflow.workers.base import Task
 
 class Sink:

@@ -41,6 +41,7 @@ from cryoflow.workers import process as worker_process
 from cryoflow.workers.base import JobResult, JobSink, Task
 
 log = logging.getLogger(__name__)
+_HOST = socket.gethostname()
 
 TERM_TO_KILL_S = 0.25
 """Between SIGTERM and SIGKILL when a worker's process group is killed."""
@@ -284,7 +285,7 @@ class LocalExecutor:
         stats = message.get("stats") or {}
         if message.get("announce"):
             self._sink.job_started(
-                task.id, stats.get("worker", worker.slot.name), stats.get("node", "")
+                task.id, stats.get("worker", worker.slot.name), stats.get("node", _HOST)
             )
         self._sink.job_finished(task.id, JobResult(outcome, message.get("retval"), error, stats))
 
@@ -320,7 +321,7 @@ class LocalExecutor:
         task = self._end_job(worker)
         now = time.time()
         stats = {"started": worker.job_started, "finished": now, "worker": worker.slot.name}
-        stats["runtime"] = now - worker.job_started
+        stats.update(runtime=now - worker.job_started, node=worker.host or _HOST)
         worker.kill_report = (task.id, JobResult(outcome, None, error, stats))
         self._retire(worker, kill=True)
         self._dying.add(worker)

@@ -42,7 +42,7 @@ from multiprocessing.connection import Connection
 from pathlib import PurePath
 from typing import Any
 
-from cryoflow.graph.model import WorkerClass
+from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.handle import WorkerHandle
 from cryoflow.workers.runtime import run_task
@@ -341,10 +341,20 @@ class WorkerProcess:
 
     def _handle_message(self, message: dict[str, Any]) -> None:
         op = message.pop("op", None)
-        if op is None:
-            self._jobs.put(decode_task(message))
-        elif op == "cancel":
+        if op == "cancel":
             self._cancel(message.get("job_id"))
+        elif op is None:
+            try:
+                self._jobs.put(decode_task(dict(message)))
+            except (TypeError, ValueError) as exc:
+                self._refuse(message, exc)
+
+    def _refuse(self, message: dict[str, Any], exc: Exception) -> None:
+        """Answer a task this worker cannot read with a failed result (not silence)."""
+        job_id = str(message.get("id", ""))
+        error = f"the worker could not read the task: {type(exc).__name__}: {exc}"
+        result = JobResult(Outcome.ERROR, error=error, stats={"worker": self._handle.name})
+        self._outbox.send(finished_message(job_id, result, announce=True))
 
     def _cancel(self, job_id: str | None) -> None:
         with self._lock:
