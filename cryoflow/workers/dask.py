@@ -67,8 +67,7 @@ class DaskOptions:
     scheduler: str | None = None
     """``tcp://HOST:8786``; None starts a LocalCluster."""
     local_workers: int = 2
-    local_resources: Mapping[str, int] = field(
-        default_factory=lambda: {"normal": 1, "admin": 1})
+    local_resources: Mapping[str, int] = field(default_factory=lambda: {"normal": 1, "admin": 1})
     kill_grace_s: float = 2.0
     refresh_s: float = 1.0
     """How often the workers (and so the slots) are looked up."""
@@ -137,7 +136,8 @@ def run_dask_task(task_json: str, topic: str, run_id: str) -> dict[str, Any]:
 
     host = node_name()
     handle = WorkerHandle(
-        str(worker.name), host=host,
+        str(worker.name),
+        host=host,
         on_status=lambda _job, key, value: emit("status", key=key, value=dumps(value)),
         on_log=lambda _job, level, message: emit("log", level=level, message=message),
     )
@@ -148,8 +148,13 @@ def run_dask_task(task_json: str, topic: str, run_id: str) -> dict[str, Any]:
     finally:
         if registry is not None:
             registry.untrack(task.id)
-    payload = {"outcome": result.outcome.value, "retval": result.retval,
-               "error": result.error, "stats": dict(result.stats), "events": sent}
+    payload = {
+        "outcome": result.outcome.value,
+        "retval": result.retval,
+        "error": result.error,
+        "stats": dict(result.stats),
+        "events": sent,
+    }
     return dict(json.loads(dumps(payload)))
 
 
@@ -259,8 +264,11 @@ class DaskExecutor:
         job = self._jobs[task.id] = _DaskJob(task, task_to_json(task))
         loop = asyncio.get_running_loop()
         if task.timeout_s is not None:
-            job.timers.append(loop.call_later(
-                task.timeout_s, self._stop_job, job, Outcome.TIMEOUT, self._options.kill_grace_s))
+            job.timers.append(
+                loop.call_later(
+                    task.timeout_s, self._stop_job, job, Outcome.TIMEOUT, self._options.kill_grace_s
+                )
+            )
         job.driver = loop.create_task(self._drive(job))
 
     def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
@@ -275,7 +283,8 @@ class DaskExecutor:
             self._cluster = await _local_cluster(self._options)
         address = self._options.scheduler or self._cluster.scheduler_address
         self._client = await Client(
-            address, asynchronous=True, timeout=self._options.connect_timeout_s)
+            address, asynchronous=True, timeout=self._options.connect_timeout_s
+        )
         await self._prepare_cluster()
 
     async def _prepare_cluster(self) -> None:
@@ -286,8 +295,11 @@ class DaskExecutor:
             try:
                 await client.run_on_scheduler(no_dask_retries)
             except Exception as exc:  # the scheduler may lack cryoflow; Dask then retries
-                log.warning("the Dask scheduler kept its own retries of lost workers' tasks "
-                            "(%s); set distributed.scheduler.allowed-failures to 0 there", exc)
+                log.warning(
+                    "the Dask scheduler kept its own retries of lost workers' tasks "
+                    "(%s); set distributed.scheduler.allowed-failures to 0 there",
+                    exc,
+                )
         await self._refresh()
 
     async def _connected(self) -> None:
@@ -316,7 +328,8 @@ class DaskExecutor:
         address = self._options.scheduler or self._cluster.scheduler_address
         try:
             self._client = await Client(
-                address, asynchronous=True, timeout=self._options.connect_timeout_s)
+                address, asynchronous=True, timeout=self._options.connect_timeout_s
+            )
         except (OSError, TimeoutError) as exc:
             log.warning("Dask scheduler %s not reachable yet (%s); trying again", address, exc)
             await asyncio.sleep(1.0)
@@ -340,9 +353,12 @@ class DaskExecutor:
         new = [a for a in workers if a not in self._workers]
         hosts = await client.run(node_name, workers=new, on_error="ignore") if new else {}
         self._workers = {
-            address: _WorkerInfo(address, str(info.get("name", address)),
-                                 str(hosts.get(address) or self._known_host(address, info)),
-                                 info.get("resources") or {})
+            address: _WorkerInfo(
+                address,
+                str(info.get("name", address)),
+                str(hosts.get(address) or self._known_host(address, info)),
+                info.get("resources") or {},
+            )
             for address, info in workers.items()
         }
         self._capacity = _slots(self._workers.values())
@@ -377,8 +393,9 @@ class DaskExecutor:
         targets = self._targets(job.task)
         if isinstance(targets, JobResult):
             return targets
-        job.futures = [self._submit_one(job, addresses, index)
-                       for index, addresses in enumerate(targets)]
+        job.futures = [
+            self._submit_one(job, addresses, index) for index, addresses in enumerate(targets)
+        ]
         try:
             payloads = [await future for future in job.futures]
         except KilledWorker as exc:
@@ -397,9 +414,13 @@ class DaskExecutor:
     def _submit_one(self, job: _DaskJob, addresses: Sequence[str] | None, index: int) -> Any:
         task = job.task
         return self._client.submit(
-            run_dask_task, job.text, self._topic, job.run_id,
+            run_dask_task,
+            job.text,
+            self._topic,
+            job.run_id,
             key=f"cryoflow-{task.id}-{job.run_id[:8]}-{index}",
-            resources={task.worker_class.value: 1}, pure=False,
+            resources={task.worker_class.value: 1},
+            pure=False,
             workers=list(addresses) if addresses else None,
             allow_other_workers=False,
         )
@@ -414,14 +435,21 @@ class DaskExecutor:
                 by_host.setdefault(info.host, []).append(info.address)
         if task.ccnode == "all":
             return [by_host[host] for host in sorted(by_host)] or [None]
-        pinned = [i.address for i in self._workers.values()
-                  if task.ccnode in (i.host, i.name, i.address, i.address.split("://")[-1])
-                  and i.address in sum(by_host.values(), [])]
+        pinned = [
+            i.address
+            for i in self._workers.values()
+            if task.ccnode in (i.host, i.name, i.address, i.address.split("://")[-1])
+            and i.address in sum(by_host.values(), [])
+        ]
         if pinned:
             return [pinned]
-        return JobResult(Outcome.ERROR, error=(
-            f"ccnode {task.ccnode!r} of node {task.node}: no Dask worker with a "
-            f"{task.worker_class.value} slot on that host (hosts: {', '.join(sorted(by_host))})"))
+        return JobResult(
+            Outcome.ERROR,
+            error=(
+                f"ccnode {task.ccnode!r} of node {task.node}: no Dask worker with a "
+                f"{task.worker_class.value} slot on that host (hosts: {', '.join(sorted(by_host))})"
+            ),
+        )
 
     async def _wait_events(self, job: _DaskJob, expected: int) -> None:
         """Let the job's last events (which travel beside the result) arrive first."""
@@ -467,8 +495,9 @@ class DaskExecutor:
 
     async def _cancel_on_workers(self, job: _DaskJob) -> None:
         try:
-            await self._client.run(cancel_on_worker, job.task.id,
-                                   workers=sorted(job.addresses), on_error="ignore")
+            await self._client.run(
+                cancel_on_worker, job.task.id, workers=sorted(job.addresses), on_error="ignore"
+            )
         except (OSError, TimeoutError) as exc:
             log.warning("could not cancel job %s on its Dask worker: %s", job.task.id, exc)
 
@@ -504,10 +533,14 @@ class _KilledWorkers(Exception):
 
 async def _local_cluster(options: DaskOptions) -> Any:
     return await LocalCluster(
-        n_workers=options.local_workers, threads_per_worker=max(
-            1, int(sum(options.local_resources.values()))),
-        processes=True, asynchronous=True, host="127.0.0.1", dashboard_address=None,
-        resources=dict(options.local_resources))
+        n_workers=options.local_workers,
+        threads_per_worker=max(1, int(sum(options.local_resources.values()))),
+        processes=True,
+        asynchronous=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        resources=dict(options.local_resources),
+    )
 
 
 def _slots(workers: Any) -> dict[WorkerClass, int]:
@@ -527,27 +560,39 @@ def _stopped_result(job: _DaskJob, result: JobResult | None) -> JobResult:
             return JobResult(Outcome.CANCEL, result.retval, result.error, result.stats)
         if not job.started:
             return JobResult(Outcome.CANCEL, error="cancelled before it started")
-        return JobResult(Outcome.CANCEL, error=(
-            f"cancelled; the job ignored it for {job.grace_s:g}s and was abandoned on its "
-            "Dask worker"))
+        return JobResult(
+            Outcome.CANCEL,
+            error=(
+                f"cancelled; the job ignored it for {job.grace_s:g}s and was abandoned on its "
+                "Dask worker"
+            ),
+        )
     assert result is not None
     return result
 
 
 def _combine(payloads: Sequence[Mapping[str, Any]]) -> JobResult:
     """One result of one run, or the merge of a ``ccnode: "all"`` fan-out."""
-    results = [JobResult(Outcome(p["outcome"]), p.get("retval"), p.get("error"),
-                         p.get("stats") or {}) for p in payloads]
+    results = [
+        JobResult(Outcome(p["outcome"]), p.get("retval"), p.get("error"), p.get("stats") or {})
+        for p in payloads
+    ]
     if len(results) == 1:
         return results[0]
     hosts = [r.stats.get("node") for r in results]
     failed = next((r for r in results if r.outcome is not Outcome.SUCCESS), None)
     if failed is not None:
-        return JobResult(failed.outcome, None, f"on {failed.stats.get('node')}: {failed.error}",
-                         {**failed.stats, "hosts": hosts})
+        return JobResult(
+            failed.outcome,
+            None,
+            f"on {failed.stats.get('node')}: {failed.error}",
+            {**failed.stats, "hosts": hosts},
+        )
     keys = dict.fromkeys(k for r in results if isinstance(r.retval, Mapping) for k in r.retval)
-    merged = {k: [r.retval.get(k) if isinstance(r.retval, Mapping) else None for r in results]
-              for k in keys}
+    merged = {
+        k: [r.retval.get(k) if isinstance(r.retval, Mapping) else None for r in results]
+        for k in keys
+    }
     return JobResult(Outcome.SUCCESS, merged, None, {**results[0].stats, "hosts": hosts})
 
 

@@ -149,13 +149,14 @@ def container_spec(
         )
     resources = task.extra.get("resources") or {}
     cpus = resources.get("cpus", options.cpus)
+    name = container_name(task.id)
     mounts = plan_mounts(task, exists=exists, package=options.mount_package)
     if task_file is not None:
         mounts = (*mounts, BindMount(task_file, task_file, True))
     return ContainerSpec(
         image=image,
         command=options.command,
-        environment=_environment(task, options, task_file),
+        environment=_environment(task, options, task_file, name),
         mounts=mounts,
         user=options.user or f"{os.getuid()}:{os.getgid()}",
         network_mode=str(task.extra.get("network") or options.network),
@@ -165,7 +166,7 @@ def container_spec(
             "cryoflow.node": task.node,
             "cryoflow.pebble": str(task.pebble_id),
         },
-        name=container_name(task.id),
+        name=name,
         mem_limit=resources.get("memory", options.memory),
         nano_cpus=None if cpus is None else int(float(cpus) * 1e9),
         gpu_device=gpu_device,
@@ -178,12 +179,14 @@ def container_name(job_id: str) -> str:
     return f"cf-{slug}-{uuid.uuid4().hex[:6]}"
 
 
-def _environment(task: Task, options: DockerOptions, task_file: str | None) -> dict[str, str]:
+def _environment(
+    task: Task, options: DockerOptions, task_file: str | None, name: str
+) -> dict[str, str]:
     import tempfile
 
     env = {
         "CRYOFLOW_JOB_ID": task.id,
-        "CRYOFLOW_WORKER_NAME": "docker",
+        "CRYOFLOW_WORKER_NAME": name,
         "CRYOFLOW_NODE_NAME": socket.gethostname(),
         "PYTHONUNBUFFERED": "1",
         "TMPDIR": tempfile.gettempdir(),

@@ -180,11 +180,14 @@ class ProtocolReader:
         on_status: Callable[[str, Any], None],
         on_log: Callable[[str, str], None],
         *,
-        stderr_lines: int = 20,
+        tail_lines: int = 20,
+        tail_label: str = "stderr",
     ) -> None:
         self._on_status, self._on_log = on_status, on_log
         self.records: dict[str, Any] = {}
-        self.stderr: deque[str] = deque(maxlen=stderr_lines)
+        self.tail: deque[str] = deque(maxlen=tail_lines)
+        """The last stderr lines, and stdout lines that follow no rule of the protocol."""
+        self._label = tail_label
         self._out, self._err = LineSplitter(), LineSplitter()
 
     def feed_stdout(self, chunk: bytes) -> None:
@@ -210,11 +213,13 @@ class ProtocolReader:
         elif isinstance(message, Status):
             self._on_status(message.key, message.value)
         elif message.message or line.strip():
+            if not _LOG.match(line):
+                self.tail.append(message.message)
             self._on_log(message.level, message.message)
 
     def _stderr_line(self, line: str) -> None:
         text = line.rstrip("\r\n")
-        self.stderr.append(text)
+        self.tail.append(text)
         self._on_log("WARNING", text)
 
     def result(self, exit_code: int | None, *, oom_killed: bool = False) -> JobResult:
@@ -222,8 +227,9 @@ class ProtocolReader:
         outcome, error = self._reported_outcome()
         if exit_code != 0 and outcome not in (Outcome.ERROR, Outcome.CANCEL, Outcome.TIMEOUT):
             outcome, error = Outcome.ERROR, describe_exit(exit_code, oom_killed=oom_killed)
-        if outcome is Outcome.ERROR and self.stderr:
-            error = f"{error}; stderr: " + " | ".join(line for line in self.stderr if line)
+        tail = [line for line in self.tail if line.strip()]
+        if outcome is Outcome.ERROR and tail:
+            error = f"{error}; {self._label}: " + " | ".join(tail)
         stats = self.records.get("stats")
         return JobResult(
             outcome=outcome,
