@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -32,15 +33,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cryoflow.graph.loader import load_graph  # noqa: E402
-from cryoflow.graph.model import Graph, WorkerClass  # noqa: E402
+from cryoflow.graph.model import Graph, Node, WorkerClass  # noqa: E402
 from cryoflow.head import Head  # noqa: E402
 from cryoflow.inputs import InputRunner  # noqa: E402
 from cryoflow.store import Store  # noqa: E402
@@ -190,15 +195,44 @@ def serve(state: Path, port: int) -> None:
         stop.wait()
 
 
+class NullIntake:
+    """An input handler that commits nothing: every offer gets the next id at once."""
+
+    def __init__(self) -> None:
+        self.node = Node(name="In", module="netwatcher", is_input=True)
+        self.head = SimpleNamespace(accepting=True, status={}, engine=SimpleNamespace(active=0))
+        self._ids = itertools.count(1)
+
+    def submit(self, item: Any, *, idem_key: str | None = None,
+               seen_key: str | None = None) -> Future[int]:
+        future: Future[int] = Future()
+        future.set_result(next(self._ids))
+        return future
+
+
+def serve_null(port: int) -> None:
+    """The reference child of W6: the same netwatcher, with no head behind it."""
+    from cryoflow.watch.netwatch import NetwatchConfig, NetWatcher
+
+    args = {"port": port, "token": TOKEN, "schema": SCHEMA, "max_pending": 10_000_000}
+    watcher = NetWatcher(NetwatchConfig.from_args("In", args, {}), NullIntake())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print("READY", flush=True)
+    watcher.run(stop)
+
+
 @contextmanager
-def server(state: Path) -> Iterator[int]:
+def server(state: Path | None) -> Iterator[tuple[int, psutil.Process]]:
+    """A child process serving W6 (a head, or with ``state`` None the null reference)."""
     port = free_port()
-    child = subprocess.Popen([sys.executable, __file__, "--serve", str(state), str(port)],
+    mode = ["--serve", str(state)] if state is not None else ["--serve-null"]
+    child = subprocess.Popen([sys.executable, __file__, *mode, str(port)],
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "READY"
         wait_until(lambda: _accepts(port), 30)
-        yield port
+        yield port, psutil.Process(child.pid)
     finally:
         child.send_signal(signal.SIGTERM)
         child.wait(60)
@@ -233,39 +267,54 @@ def post_loop(port: int, keys: list[str], ledger: dict[str, int], latencies: lis
     conn.close()
 
 
-def w6_round(port: int, clients: int, total: int, tag: str,
-             ledger: dict[str, int]) -> Row:
+def cpu_s(process: psutil.Process | None = None) -> float:
+    """CPU seconds (user + system) of ``process``, or of this process."""
+    times = (process or psutil.Process()).cpu_times()
+    return float(times.user + times.system)
+
+
+def w6_round(port: int, head: psutil.Process, clients: int, total: int, tag: str,
+             ledger: dict[str, int]) -> list[Row]:
     keys = [f"{tag}-{n}" for n in range(total)]
     latencies: list[float] = []
     errors: list[int] = []
     threads = [threading.Thread(target=post_loop,
                                 args=(port, keys[i::clients], ledger, latencies, errors))
                for i in range(clients)]
-    start = time.perf_counter()
+    server_cpu, client_cpu, start = cpu_s(head), cpu_s(), time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - start
+    server_cpu, client_cpu = cpu_s(head) - server_cpu, cpu_s() - client_cpu
     rate = (total - len(errors)) / wall
-    return (f"W6 {total} posts, {clients} client(s)", "posts/s | p50 / p99 ms | non-2xx",
-            f"{rate:,.0f} | {ms(latencies, 0.5)} / {ms(latencies, 0.99)} | {len(errors)}")
+    name = f"W6 {total} posts, {clients} client(s)"
+    return [(name, "posts/s | p50 / p99 ms | non-2xx",
+             f"{rate:,.0f} | {ms(latencies, 0.5)} / {ms(latencies, 0.99)} | {len(errors)}"),
+            (name, "CPU us per post: head process | clients",
+             f"{1e6 * server_cpu / total:.0f} | {1e6 * client_cpu / total:.0f}")]
 
 
 def w6(tmp: Path, sizes: list[tuple[int, int]]) -> list[Row]:
     state = tmp / "state-w6"
     ledger: dict[str, int] = {}
-    with server(state) as port:
+    rows: list[Row] = []
+    with server(state) as (port, head):
         post_loop(port, ["warm-up"], ledger, [], [])
-        rows = [w6_round(port, clients, total, f"c{clients}", ledger)
-                for clients, total in sizes]
+        for clients, total in sizes:
+            rows += w6_round(port, head, clients, total, f"c{clients}", ledger)
     with Store.open(state, workflow="bench-inputs") as store:
         stored = {p["item"]["probe_id"]: p["id"] for p in store.pebbles(limit=10_000_000)}
     lost = [k for k, pebble_id in ledger.items() if stored.get(k) != pebble_id]
     extra = len(stored) - len(ledger)
     check = "ok" if not lost and extra == 0 else f"FAIL: {len(lost)} lost, {extra} extra"
-    return [*rows, (f"W6 ledger: {len(ledger)} ids answered 202", "every 202 is a pebble",
-                    check)]
+    rows.append((f"W6 ledger: {len(ledger)} ids answered 202", "every 202 is a pebble", check))
+    clients, total = sizes[-1]
+    with server(None) as (port, process):
+        post_loop(port, ["warm-up"], {}, [], [])
+        reference = w6_round(port, process, clients, total, "null", {})
+    return rows + [(f"ref: {row[0][3:]}, no head behind it", *row[1:]) for row in reference]
 
 
 # ---------------------------------------------------------------------- main
@@ -283,9 +332,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--serve", nargs=2, metavar=("STATE", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-null", metavar="PORT", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(Path(args.serve[0]), int(args.serve[1]))
+        return
+    if args.serve_null:
+        serve_null(args.serve_null)
         return
     quick = args.quick
     stabilize = 0.5 if quick else 1.0
