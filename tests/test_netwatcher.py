@@ -26,6 +26,7 @@ from watchkit import ROOT, Rig, input_node, still, wait_for, watch_graph
 from cryoflow.errors import InputError
 from cryoflow.expr import parse_restriction
 from cryoflow.store import Store
+from cryoflow.watch.netstatus import status_of
 from cryoflow.watch.netwatch import NetwatchConfig, NetWatcher
 
 SCHEMA = {
@@ -482,3 +483,22 @@ def test_concurrent_posters_all_get_distinct_committed_ids(tmp_path: Path) -> No
             thread.join(30)
         assert len(set(ids)) == 320
         assert still(lambda: {p["id"] for p in rig.pebbles()} == set(ids), for_s=0.1)
+
+
+def test_a_status_lists_split_outputs_in_branch_order_and_the_last_node_as_retval() -> None:
+    def state(output: Any, finished: float | None = None) -> dict[str, Any]:
+        stats = {} if finished is None else {"finished": finished}
+        return {"status": "done", "outcome": "success", "output": output, "stats": stats}
+
+    pebble = {"id": 4, "state": "done", "outcome": "completed", "failed_nodes": [],
+              "nodes": {"In": {"": state({"n": 1})},
+                        "Split": {"": {"status": "split"},
+                                  **{str(i): state(i) for i in (10, 2, 1)}},
+                        "Last": {"": state({"done": True}, finished=5.0)},
+                        "Early": {"": state({"early": True}, finished=2.0)}}}
+    status = status_of(pebble, ["In", "Split", "Last", "Early"], now=9.0)
+    assert status["retval_full"]["Split"] == [1, 2, 10]
+    assert status["retval"] == {"done": True}
+    assert status["progress"]["Split"] == {"status": "split", "outcome": None,
+                                           "branches": 3, "branches_done": 3}
+    assert status["completed"] is True and status["ts"] == 9.0
