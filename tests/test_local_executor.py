@@ -23,7 +23,7 @@ import pytest
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.local import LocalExecutor
-from cryoflow.workers.process import encode_task
+from cryoflow.workers.process import decode_task, encode_task
 
 MODULES = Path(__file__).parent / "data" / "worker_modules"
 T = TypeVar("T")
@@ -277,6 +277,25 @@ def test_killing_only_the_worker_still_takes_the_jobs_children_down() -> None:
     run_with(body)
 
 
+def test_a_task_crosses_the_pipe_as_json_without_its_default_fields() -> None:
+    plain = task("probe_noop", "p", {"a": [1, 2]})
+    full = Task(
+        **{
+            **plain.__dict__,
+            "worker_class": WorkerClass.GPU,
+            "files": {"a": {"type": "dir"}},
+            "post": ({"output": "a", "target": "/t"},),
+            "volumes": (("/a", "/b", "ro"),),
+            "module_paths": ("/m",),
+            "timeout_s": 2.5,
+        }
+    )
+    wire = json.loads(encode_task(plain))
+    assert set(wire) == {"id", "pebble_id", "node", "module", "module_ref", "args"}
+    assert decode_task(wire) == plain
+    assert decode_task(json.loads(encode_task(full))) == full
+
+
 def test_a_worker_speaks_one_json_message_each_way_and_refuses_unreadable_tasks() -> None:
     parent, child = socket.socketpair()
     with child:
@@ -433,7 +452,7 @@ def test_stop_leaves_no_worker_process_and_reports_running_jobs_lost() -> None:
 HEAD = """
 import asyncio, sys
 from cryoflow.workers.local import LocalExecutor
-from cryoflow.workers.process import encode_task
+from cryoflow.workers.process import decode_task, encode_task
 from cryoflow.workers.base import Task
 
 class Sink:

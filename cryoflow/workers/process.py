@@ -52,7 +52,15 @@ FLUSH_S = 0.05
 LOG_CAP_BYTES = 1 << 20
 """Log text (``worker.log`` and captured output) forwarded per job; the rest is counted."""
 _PR_SET_PDEATHSIG = 1
-_TASK_FIELDS = tuple((f.name, f.default) for f in dataclasses.fields(Task))
+
+
+def _default_of(field: dataclasses.Field[Any]) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+_TASK_FIELDS = tuple((f.name, _default_of(f)) for f in dataclasses.fields(Task))
 
 
 # Encoding
