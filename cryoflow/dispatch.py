@@ -39,6 +39,7 @@ class Dispatcher:
         self._delayed: list[tuple[float, int, JobSpec]] = []
         self._running: dict[str, str] = {}
         self._running_per_node: dict[str, int] = defaultdict(int)
+        self._queued_per_node: dict[str, int] = defaultdict(int)
         self._cancelled: set[str] = set()
         self._queued = 0
 
@@ -54,6 +55,7 @@ class Dispatcher:
         """Queue ``job``; it becomes ready at its ``not_before``."""
         self._cancelled.discard(job.id)
         self._queued += 1
+        self._queued_per_node[base_name(job.node)] += 1
         if job.not_before > now:
             heapq.heappush(self._delayed, (job.not_before, next(self._seq), job))
         else:
@@ -75,6 +77,7 @@ class Dispatcher:
             if not queues[best]:
                 del queues[best]
             self._queued -= 1
+            self._queued_per_node[base_name(job.node)] -= 1
             if job.id in self._cancelled:
                 self._cancelled.discard(job.id)
                 continue
@@ -88,6 +91,11 @@ class Dispatcher:
         node = self._running.pop(job_id, None)
         if node is not None:
             self._running_per_node[node] -= 1
+
+    def node_load(self, node: str) -> tuple[int, int]:
+        """``(queued, running)`` jobs of a node (queued includes cancelled ones not yet
+        reached and retries waiting for their delay)."""
+        return self._queued_per_node[node], self._running_per_node[node]
 
     def next_wakeup(self) -> float | None:
         """When the earliest delayed job becomes ready."""

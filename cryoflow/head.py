@@ -33,6 +33,7 @@ from cryoflow.engine.records import (
 from cryoflow.errors import StoreError
 from cryoflow.failpoints import Failpoints
 from cryoflow.graph.model import Graph, Outcome, WorkerClass
+from cryoflow.graph.modules import builtin_modules_dir
 from cryoflow.store import Store
 from cryoflow.tempdirs import remove_pebble_tempdirs
 from cryoflow.workers.base import Executor, JobResult, Task
@@ -111,7 +112,7 @@ class Head:
         self.status: dict[tuple[str, str], Any] = {}
         self.progress: dict[str, Any] = {}
         """Latest ``progress`` status of each running job."""
-        self.dispatcher = Dispatcher(graph, lambda c, p: self.status.get((c, p)))
+        self.dispatcher = Dispatcher(graph, self.status_value)
         self.counts = RunCounts()
         self.listeners: list[Listener] = []
         self.host = socket.gethostname()
@@ -151,6 +152,13 @@ class Head:
         while self.engine.active or self._pending or len(self.dispatcher):
             self._idle.clear()
             await self._idle.wait()
+
+    def status_value(self, channel: str, param: str) -> Any:
+        """The latest status value; ``NODE:pending``/``NODE:running`` count its jobs."""
+        if channel in self.graph.nodes and param in ("pending", "running"):
+            queued, running = self.dispatcher.node_load(channel)
+            return queued if param == "pending" else running
+        return self.status.get((channel, param))
 
     # ------------------------------------------------------------------ inputs
 
@@ -261,6 +269,9 @@ class Head:
             for job_id, reason in pending.lost:
                 self.dispatcher.finished(job_id)
                 self._jobs.pop(job_id, None)
+                self.progress.pop(job_id, None)
+                tx.job_finished(job_id, outcome="lost", retval=None, error=reason, stats={},
+                                now=now)
                 actions += self.engine.handle(JobLost(job_id, reason), now)
             for pebble_id, reason in pending.cancels:
                 actions += self.engine.handle(PebbleCancelled(pebble_id, reason), now)
@@ -358,9 +369,13 @@ class Head:
     def task_for(self, job: JobSpec) -> Task:
         """The self-contained task a worker runs for ``job``."""
         node = self.graph.nodes[base_name(job.node)]
+        module, module_ref, args = node.module, node.module_ref, job.args
+        if node.service_url:
+            module, module_ref = "service", str(builtin_modules_dir() / "service.py")
+            args = {"url": node.service_url, "args": dict(job.args)}
         return Task(
-            id=job.id, pebble_id=job.pebble_id, node=job.node, module=node.module,
-            module_ref=node.module_ref, args=job.args, worker_class=job.worker_class,
+            id=job.id, pebble_id=job.pebble_id, node=job.node, module=module,
+            module_ref=module_ref, args=args, worker_class=job.worker_class,
             files=job.files, loop=node.loop, post=job.post, timeout_s=job.timeout_s,
             workdir=job.workdir, workflow=self.graph.name, ccnode=job.ccnode,
             docker=node.docker, image=node.image, volumes=node.volumes, extra=node.extra,

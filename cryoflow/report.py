@@ -26,6 +26,9 @@ def pebble_report(pebble: Mapping[str, Any], graph: Graph) -> dict[str, Any]:
             output = state["output"]
         nodes[name] = {"outcome": state["outcome"], "output": output, "error": state["error"],
                        "attempts": state["attempts"]}
+        traceback = (state.get("stats") or {}).get("traceback")
+        if traceback:
+            nodes[name]["traceback"] = traceback
     return {"id": pebble["id"], "outcome": pebble["outcome"], "input": pebble["item"],
             "nodes": nodes}
 

@@ -23,7 +23,7 @@ from typing import Any
 from cryoflow.display import show_progress
 from cryoflow.errors import CryoflowError
 from cryoflow.failpoints import Failpoints
-from cryoflow.graph.model import Graph
+from cryoflow.graph.model import ENTRY, Graph
 from cryoflow.head import Head, missing_classes
 from cryoflow.inputs import InputRunner
 from cryoflow.report import write_report
@@ -134,6 +134,8 @@ class _Run:
         self._install_signals(loop)
         try:
             self.inputs.start(loop)
+            if not self.head.graph.input_nodes:
+                await self.head.offer(ENTRY, dict(self.head.options))
             await self._wait()
         finally:
             self.inputs.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enginekit import Driver, fail, graph, node
 
-from cryoflow.engine.records import NodeStatus, PebbleCancelled, PebbleOutcome
+from cryoflow.engine.records import NodeStatus, PebbleAdded, PebbleCancelled, PebbleOutcome
 from cryoflow.graph.model import Outcome, WorkerClass
 
 # ------------------------------------------------------------------- section 3: pebbles
@@ -475,3 +475,11 @@ def test_restored_pebble_continues_where_it_was() -> None:
 
     fresh._take(fresh.engine.handle(JobFinished(pending.id, Outcome.SUCCESS, {}), 0.0))
     assert fresh.done[1].outcome is PebbleOutcome.COMPLETED
+
+
+def test_a_graph_without_input_nodes_starts_its_roots_from_entry() -> None:
+    d = Driver(graph(node("a", is_input=False), node("b", ("a",)), node("c", ("a",))))
+    d._take(d.engine.handle(PebbleAdded(1, "entry", {"x": 1}), d.now))
+    d.run()
+    assert d.ran_nodes() == ["a", "b", "c"]
+    assert d.done[1].outcome is PebbleOutcome.COMPLETED

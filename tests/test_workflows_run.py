@@ -150,7 +150,7 @@ def diamond_merge(example: Example) -> None:
 def options_and_runif(example: Example) -> None:
     report = example.run()
     assert_completed(report, only_pebble(report), Careful="skipped")
-    report = example.run("--fresh", "--careful", "--rounds", "1", "--labels", "east,west")
+    report = example.run("--fresh", "--careful", "--rounds", "1", "--labels", "north,east")
     pebble = only_pebble(report)
     assert_completed(report, pebble, Fast="skipped")
     assert pebble["nodes"]["Visit"]["attempts"] == 1
@@ -179,7 +179,7 @@ def dirwatcher_unzip(example: Example) -> None:
     assert sorted(p.name for p in store.iterdir()) == ["notes.txt", "scene"]
     assert not (inbox / "good.zip").exists()
     bad = outcomes(by_file["bad.zip"])
-    assert (bad["Unpack"], bad["SetAside"], bad["Keep"]) == ("error", "success", "skipped")
+    assert (bad["Unpack"], bad["SetAside"], bad["Done"]) == ("error", "success", "skipped")
     assert (rejected / "bad.zip").exists()
 
 
@@ -192,7 +192,7 @@ def netwatcher_service(example: Example) -> None:
     wait_until(lambda: accepting(service, QUICKLOOK_PORT), timeout_s=STARTUP_S,
                what=f"the Quicklook service on port {QUICKLOOK_PORT}")
     port = free_port()
-    head = example.start("--port", str(port), "--gpus", "1")
+    head = example.start("--port", str(port), "--gpus", "1", "--quicklooks")
     wait_until(lambda: accepting(head, port), timeout_s=STARTUP_S, what=f"port {port}")
     scene = example.folder / "scene.dat"
     scene.write_bytes(b"scene bytes")

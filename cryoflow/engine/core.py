@@ -147,6 +147,8 @@ class _Step:
                 self.finish(pebble, node.name, (), Outcome.SUCCESS, output=dict(event.item))
             else:
                 self.finish(pebble, node.name, (), Outcome.SKIPPED)
+        if event.input_node == ENTRY:
+            self.offer_children(pebble, ENTRY, ())
         self.settle(pebble)
 
     def job_finished(self, event: JobFinished) -> None:
