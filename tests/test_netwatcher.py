@@ -372,6 +372,24 @@ def test_the_module_serves_through_the_input_runner(tmp_path: Path) -> None:
         client.close()
 
 
+def test_a_dirwatcher_and_a_netwatcher_feed_one_graph_together(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    g = watch_graph(input_node("Files", "dirwatcher", {"src": str(src), "stabilize": 0.2}),
+                    input_node("Posts", "netwatcher", {"port": port}))
+    with Rig(g, tmp_path / "state") as rig:
+        client = Client(port)
+        assert wait_for(lambda: _try_post(client), what="the netwatcher")[0] == 202
+        (src / "scene.dat").write_bytes(b"scene")
+        wait_for(lambda: len(rig.pebbles()) == 2 and
+                 all(p["outcome"] == "completed" for p in rig.pebbles()), what="both pebbles")
+        assert sorted(p["input_node"] for p in rig.pebbles()) == ["Files", "Posts"]
+        client.close()
+
+
 def _try_post(client: Client) -> tuple[int, Any, Any] | None:
     try:
         return client("POST", "/task", {"product": "p", "value": 1})
