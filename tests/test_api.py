@@ -198,12 +198,13 @@ def test_a_finished_or_unknown_pebble_cannot_be_cancelled(tmp_path: Path) -> Non
             await s.idle()
             return [await s.post("/api/v1/pebbles/1/cancel"),
                     await s.post("/api/v1/pebbles/99/cancel"),
-                    await s.post("/api/v1/pebbles/abc/cancel")]
+                    await s.post("/api/v1/pebbles/abc/cancel"),
+                    await s.post("/api/v1/pebbles/%C2%B9/cancel")]
 
-    finished, unknown, malformed = run(go())
+    finished, unknown, malformed, superscript = run(go())
     assert finished[0] == 409 and "already finished" in finished[1]["error"]
     assert unknown == (404, {"error": "there is no pebble 99"})
-    assert malformed[0] == 400
+    assert malformed[0] == 400 and superscript[0] == 400
 
 
 def test_retry_answers_501_until_the_head_can_retry(tmp_path: Path) -> None:
@@ -562,6 +563,7 @@ def test_job_ids_parse_into_pebble_node_branch_and_attempt() -> None:
     assert views.parse_job_id("12/Wind/3.1#2") == (12, "Wind", "3.1", 2)
     assert views.parse_job_id("12/H@Wind#1") == (12, "H@Wind", "", 1)
     assert views.parse_job_id("nope") is None
+    assert views.parse_job_id("¹/A#1") is None
 
 
 def test_secret_looking_arguments_are_redacted() -> None:

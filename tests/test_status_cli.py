@@ -51,6 +51,7 @@ def live(tmp_path: Path) -> Iterator[ServedInThread]:
     server.run(start())
     yield server
     gate.touch()
+    server.run(server.served.idle())
     server.close()
 
 

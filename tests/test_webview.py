@@ -271,7 +271,7 @@ def test_a_screenshot_of_a_busy_run_is_saved_for_the_readme(
         for i in range(6):
             offer(server, x=f"scene-{i}.zip", fail=i == 3)
         idle(server)
-        offer(server, x="scene-6.zip", hold=str(tmp_path / "never"))
+        offer(server, x="scene-6.zip", hold=str(tmp_path / "hold"))
         page.open(server.url)
         page.wait_status("Measure", "running")
         page.page.click('tr[data-pebble="4"]')
@@ -284,6 +284,8 @@ def test_a_screenshot_of_a_busy_run_is_saved_for_the_readme(
         (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copyfile(shot, ROOT / "docs" / "webview.png")
         assert page.errors == []
+        (tmp_path / "hold").touch()
+        idle(server)
     finally:
         page.page.close()
         server.close()

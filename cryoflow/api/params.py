@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_LIMIT = 1000
 MAX_BODY_BYTES = 64 * 1024
 
@@ -80,7 +82,7 @@ def text(request: web.Request, name: str, *, choices: Collection[str] | None = N
 def path_int(request: web.Request, name: str) -> int:
     """The path parameter ``name`` as a positive int."""
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not DIGITS.fullmatch(raw):
         raise bad_request(f"{name} must be a positive integer, not {raw!r}")
     return int(raw)
 

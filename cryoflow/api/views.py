@@ -21,6 +21,7 @@ SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential|api_?key|private",
 COLOR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{1,24}")
 SHAPES = ("box", "circle", "ellipse", "diamond")
 MAX_VALUE_CHARS = 200
+JOB_ID = re.compile(r"([0-9]+)/([^/#]+)(?:/([0-9.]+))?#([0-9]+)")
 
 
 # ----------------------------------------------------------------------------- statuses
@@ -281,11 +282,11 @@ def pebble_view(graph: Graph, pebble: Mapping[str, Any],
 
 def parse_job_id(job_id: str) -> tuple[int, str, str, int] | None:
     """``"12/Wind/3#2"`` → ``(12, "Wind", "3", 2)``; None when it is not a job id."""
-    where, _, attempt = job_id.rpartition("#")
-    parts = where.split("/", 2)
-    if len(parts) < 2 or not parts[0].isdigit() or not attempt.isdigit():
+    found = JOB_ID.fullmatch(job_id)
+    if found is None:
         return None
-    return int(parts[0]), parts[1], parts[2] if len(parts) == 3 else "", int(attempt)
+    pebble, node, branch, attempt = found.groups()
+    return int(pebble), node, branch or "", int(attempt)
 
 
 def duration(job: Mapping[str, Any]) -> float | None:
