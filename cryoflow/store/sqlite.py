@@ -271,6 +271,7 @@ def _upgrade(conn: sqlite3.Connection, db: Path, *, workflow: str, now: float) -
 
 
 def _configure(conn: sqlite3.Connection, db: Path, synchronous: str, max_pages: int | None) -> None:
+    schema.read_version(conn, db)  # refuse a foreign database before changing its header
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise StoreError(
