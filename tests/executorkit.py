@@ -144,27 +144,60 @@ class DaskCluster:
     def address(self) -> str:
         return f"tcp://127.0.0.1:{self.port}"
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-               ) -> subprocess.Popen[bytes]:
+    def _start(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         dask = str(Path(sys.executable).parent / "dask")
         log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 - closed by the child
         with log:
-            return subprocess.Popen([dask, *argv], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env={**os.environ, **(env or {})})
+            return subprocess.Popen(
+                [dask, *argv],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
 
     def start_scheduler(self) -> None:
-        self.scheduler = self._start("scheduler", [
-            "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-            "--dashboard-address", ":0", "--no-show"])
+        self.scheduler = self._start(
+            "scheduler",
+            [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dashboard-address",
+                ":0",
+                "--no-show",
+            ],
+        )
 
-    def start_worker(self, name: str, host: str, resources: str = "normal=1,admin=1",
-                     nthreads: int = 2) -> None:
+    def start_worker(
+        self, name: str, host: str, resources: str = "normal=1,admin=1", nthreads: int = 2
+    ) -> None:
         """A worker standing for ``host`` (its ``CRYOFLOW_NODE_NAME``)."""
-        self.workers[name] = self._start(name, [
-            "worker", self.address, "--host", "127.0.0.1", "--nthreads", str(nthreads),
-            "--resources", resources, "--name", name, "--no-dashboard"],
-            env={"CRYOFLOW_NODE_NAME": host})
+        self.workers[name] = self._start(
+            name,
+            [
+                "worker",
+                self.address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                str(nthreads),
+                "--resources",
+                resources,
+                "--name",
+                name,
+                "--no-dashboard",
+            ],
+            env={"CRYOFLOW_NODE_NAME": host},
+        )
 
     def wait_workers(self, count: int, timeout_s: float = 60.0) -> None:
         from distributed import Client
@@ -193,8 +226,10 @@ class DaskCluster:
             self.scheduler = None
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                         for p in sorted(self.folder.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted(self.folder.glob("*.log"))
+        )
 
 
 @pytest.fixture(scope="session")
@@ -224,10 +259,15 @@ def _docker_reachable(base_url: str) -> bool:
     import docker
 
     try:
-        with docker.DockerClient(base_url=base_url, timeout=5) as client:
-            return bool(client.ping())
+        client = docker.DockerClient(base_url=base_url, timeout=5)
     except docker.errors.DockerException:
         return False
+    try:
+        return bool(client.ping())
+    except docker.errors.DockerException:
+        return False
+    finally:
+        client.close()
 
 
 def _start_dockerd(base_url: str) -> subprocess.Popen[bytes]:
@@ -237,10 +277,25 @@ def _start_dockerd(base_url: str) -> subprocess.Popen[bytes]:
     log = open(DOCKER_DIR / "dockerd.log", "ab")  # noqa: SIM115 - closed by the child
     with log:
         process = subprocess.Popen(
-            ["dockerd", "--host", base_url, "--data-root", str(DOCKER_DIR / "data"),
-             "--exec-root", str(DOCKER_DIR / "exec"), "--pidfile", str(DOCKER_DIR / "dockerd.pid"),
-             "--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "dockerd",
+                "--host",
+                base_url,
+                "--data-root",
+                str(DOCKER_DIR / "data"),
+                "--exec-root",
+                str(DOCKER_DIR / "exec"),
+                "--pidfile",
+                str(DOCKER_DIR / "dockerd.pid"),
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     wait_for(lambda: _docker_reachable(base_url) or process.poll() is not None, 30, "dockerd")
     if process.poll() is not None:
         tail = (DOCKER_DIR / "dockerd.log").read_text(errors="replace")[-2000:]
@@ -278,8 +333,25 @@ def _which(name: str) -> bool:
 def _require_image(base_url: str, image: str) -> None:
     import docker
 
-    with docker.DockerClient(base_url=base_url) as client:
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            pytest.fail(f"image {image} is missing; .ci/executors.sh builds it with debootstrap")
+    client = docker.DockerClient(base_url=base_url)
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"image {image} is missing; .ci/executors.sh builds it with debootstrap")
+    finally:
+        client.close()
+
+
+# Kubernetes: the fake API server (tests/fake_k8s.py); no real one can run here
+
+
+@pytest.fixture(scope="session")
+def fake_kubernetes() -> Iterator[Any]:
+    """The FAKE API server; every Job posted to it is checked against the schema."""
+    from fake_k8s import FakeCluster, FakeKubernetes, job_validator
+
+    server = FakeKubernetes(FakeCluster(validate=job_validator())).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -35,6 +35,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from cryoflow.errors import WorkerError
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import JobResult, JobSink, Task
 from cryoflow.workers.handle import WorkerHandle
-from cryoflow.workers.lineproto import dumps, task_from_json, task_to_json
+from cryoflow.workers.lineproto import dumps, task_from_json, task_to_json, with_times
 from cryoflow.workers.runtime import run_task
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ class _DaskJob:
     driver: asyncio.Task[None] | None = None
     event_seen: asyncio.Event = field(default_factory=asyncio.Event)
     resubmits: int = 0
+    submitted: float = field(default_factory=time.time)
 
 
 class _SchedulerLost(Exception):
@@ -552,23 +554,21 @@ def _slots(workers: Any) -> dict[WorkerClass, int]:
 
 
 def _stopped_result(job: _DaskJob, result: JobResult | None) -> JobResult:
+    """A stopped job ends ``cancel`` or ``timeout`` however it ended on its worker."""
+    if job.stop_reason is None:
+        assert result is not None
+        return result
+    stats = with_times(result.stats if result is not None else {}, job.submitted)
     if job.stop_reason is Outcome.TIMEOUT:
-        stats = result.stats if result is not None else {}
         return JobResult(Outcome.TIMEOUT, None, f"timeout after {job.task.timeout_s:g}s", stats)
-    if job.stop_reason is Outcome.CANCEL:
-        if result is not None:
-            return JobResult(Outcome.CANCEL, result.retval, result.error, result.stats)
-        if not job.started:
-            return JobResult(Outcome.CANCEL, error="cancelled before it started")
-        return JobResult(
-            Outcome.CANCEL,
-            error=(
-                f"cancelled; the job ignored it for {job.grace_s:g}s and was abandoned on its "
-                "Dask worker"
-            ),
-        )
-    assert result is not None
-    return result
+    if result is not None:
+        return JobResult(Outcome.CANCEL, result.retval, result.error, stats)
+    if not job.started:
+        return JobResult(Outcome.CANCEL, None, "cancelled before it started", stats)
+    error = (
+        f"cancelled; the job ignored it for {job.grace_s:g}s and was abandoned on its Dask worker"
+    )
+    return JobResult(Outcome.CANCEL, None, error, stats)
 
 
 def _combine(payloads: Sequence[Mapping[str, Any]]) -> JobResult:

@@ -43,7 +43,7 @@ from cryoflow.errors import CryoflowError, WorkerError
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.args import local_path, tempdir_path, truthy
 from cryoflow.workers.base import JobResult, JobSink, Task
-from cryoflow.workers.lineproto import ProtocolReader, task_to_json
+from cryoflow.workers.lineproto import ProtocolReader, task_to_json, with_times
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 """The folder holding this ``cryoflow`` package and the built-in ``modules``."""
@@ -494,7 +494,7 @@ class DockerExecutor:
             "exit_code": exit_code,
             **result.stats,
         }
-        return replace(result, stats=_with_times(stats, job.started))
+        return replace(result, stats=with_times(stats, job.started))
 
     # Reports (loop thread)
 
@@ -549,14 +549,6 @@ def _stopped_result(job: _Job, result: JobResult) -> JobResult:
         )
         return replace(result, outcome=Outcome.CANCEL, error=error)
     return result
-
-
-def _with_times(stats: dict[str, Any], started: float) -> dict[str, Any]:
-    now = time.time()
-    stats.setdefault("started", started)
-    stats.setdefault("finished", now)
-    stats.setdefault("runtime", now - started)
-    return stats
 
 
 def _job_error(task: Task, exc: Exception) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 from cryoflow.errors import CryoflowError, WorkerError
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import JobResult, JobSink, Task
-from cryoflow.workers.lineproto import ProtocolReader, task_to_json
+from cryoflow.workers.lineproto import ProtocolReader, task_to_json, with_times
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PREFIX = "cryoflow.io/"
@@ -342,7 +342,7 @@ class KubernetesExecutor:
             "exit_code": ended.exit_code,
             **result.stats,
         }
-        return replace(result, stats=_with_times(stats, job.started))
+        return replace(result, stats=with_times(stats, job.started))
 
     def _should_stop(self, job: _KubeJob) -> Callable[[], bool]:
         return lambda: job.stop_reason is not None or self._stopping
@@ -406,14 +406,6 @@ def _stopped_result(job: _KubeJob, result: JobResult) -> JobResult:
             error=result.error or f"cancelled; Kubernetes Job {job.name} deleted",
         )
     return result
-
-
-def _with_times(stats: dict[str, Any], started: float) -> dict[str, Any]:
-    now = time.time()
-    stats.setdefault("started", started)
-    stats.setdefault("finished", now)
-    stats.setdefault("runtime", now - started)
-    return stats
 
 
 def _job_error(job: _KubeJob, exc: Exception) -> str:

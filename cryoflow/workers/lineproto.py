@@ -24,17 +24,18 @@ Imports only the standard library and cryoflow's model: the container runner use
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import signal
+import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryoflow.graph.model import Outcome
+from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import JobResult, Task
-from cryoflow.workers.process import decode_task, encode_task
 
 RECORDS = ("retval", "outcome", "error", "stats")
 """The ``{name} json`` records: ``retval`` from CryoCloud, the others from cryoflow."""
@@ -73,16 +74,42 @@ Message = Status | Log | Record
 
 
 def task_to_json(task: Task) -> str:
-    """A task as JSON text for a container or a remote worker (never pickle)."""
-    return encode_task(task).decode()
+    """A task as JSON text for a container or a remote worker (never pickle).
+
+    Fields equal to their defaults are left out, so the text stays small.
+    """
+    fields = {}
+    for spec in dataclasses.fields(Task):
+        value = getattr(task, spec.name)
+        if _differs_from_default(spec, value):
+            fields[spec.name] = value
+    return dumps(fields)
 
 
 def task_from_json(text: str) -> Task:
     """The inverse of :func:`task_to_json`."""
-    return decode_task(json.loads(text))
+    data = json.loads(text)
+    if "worker_class" in data:
+        data["worker_class"] = WorkerClass(data["worker_class"])
+    for name in ("post", "module_paths"):
+        if name in data:
+            data[name] = tuple(data[name])
+    if "volumes" in data:
+        data["volumes"] = tuple(tuple(v) for v in data["volumes"])
+    return Task(**data)
+
+
+def _differs_from_default(spec: dataclasses.Field[Any], value: Any) -> bool:
+    if spec.default is not dataclasses.MISSING:
+        return bool(value != spec.default)
+    if spec.default_factory is not dataclasses.MISSING:
+        return bool(value != spec.default_factory())
+    return True
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
     for method in ("tolist", "item"):  # numpy arrays and scalars
         convert = getattr(value, method, None)
         if callable(convert):
@@ -261,3 +288,14 @@ def describe_exit(code: int | None, *, oom_killed: bool = False) -> str:
             return text
         return f"{text} (killed by {name})"
     return text
+
+
+def with_times(stats: Mapping[str, Any], started: float) -> dict[str, Any]:
+    """``stats`` with ``started``, ``finished`` and ``runtime`` filled in where missing
+    (a job killed before its runner could measure itself)."""
+    now = time.time()
+    filled = dict(stats)
+    filled.setdefault("started", started)
+    filled.setdefault("finished", now)
+    filled.setdefault("runtime", now - started)
+    return filled
