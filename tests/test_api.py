@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from apikit import ADMIN_TOKEN, GATE, READ_TOKEN, Served, chain, served, until
+from apikit import ADMIN_TOKEN, GATE, READ_TOKEN, Served, served, until
 from enginekit import graph, node
 
 from cryoflow.api import views
@@ -577,7 +577,3 @@ def test_layers_put_each_node_below_its_deepest_parent() -> None:
               node("C", ("A", "B")), node("D", ("In", "C")))
     assert views.layers(g) == {"In": (0, 0), "A": (1, 0), "B": (1, 1), "C": (2, 0),
                                "D": (3, 0)}
-
-
-def test_the_chain_graph_used_here_is_valid() -> None:
-    assert [n.name for n in chain()] == ["In", "A", "B"]
