@@ -6,7 +6,8 @@ ccmodule = {
     "provides": ["Input"],
     "input_type": "singlerun",
     "inputs": {},
-    "outputs": {},
+    # No "outputs": the pebble's item is the workflow's options, whatever they are, so
+    # references like {"output": "Start.src"} are not checked against a fixed list.
     "defaults": {
         "priority": 50,
         "runOn": "always",
