@@ -23,7 +23,7 @@ import pytest
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.local import LocalExecutor
-from cryoflow.workers.process import decode_task, encode_task
+from cryoflow.workers.wire import decode_task, encode_task
 
 MODULES = Path(__file__).parent / "data" / "worker_modules"
 T = TypeVar("T")
@@ -452,7 +452,7 @@ def test_stop_leaves_no_worker_process_and_reports_running_jobs_lost() -> None:
 HEAD = """
 import asyncio, sys
 from cryoflow.workers.local import LocalExecutor
-from cryoflow.workers.process import decode_task, encode_task
+from cryoflow.workers.wire import decode_task, encode_task
 from cryoflow.workers.base import Task
 
 class Sink:

@@ -27,18 +27,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from cryoflow.errors import WorkerError
 from cryoflow.graph.model import Outcome, WorkerClass
-from cryoflow.workers import process as worker_process
+from cryoflow.workers import wire
 from cryoflow.workers.base import JobResult, JobSink, Task
+from cryoflow.workers.process import start_worker_process
+from cryoflow.workers.procgroup import kill_group, pidfd_of, resident_bytes, wait_groups_gone
 
 log = logging.getLogger(__name__)
 _HOST = socket.gethostname()
@@ -167,14 +167,14 @@ class LocalExecutor:
         self._by_job[task.id] = worker
         if task.timeout_s is not None:
             self._later(worker, task.timeout_s, self._on_deadline, worker, task.id)
-        self._send(worker, worker_process.encode_task(task))
+        self._send(worker, wire.encode_task(task))
 
     def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
         """Ask the job to stop; kill its worker if it still runs ``grace_s`` later."""
         worker = self._by_job.get(job_id)
         if worker is None or worker.retiring:
             return
-        self._send(worker, worker_process.encode({"op": "cancel", "job_id": job_id}))
+        self._send(worker, wire.encode({"op": "cancel", "job_id": job_id}))
         error = f"cancelled; the job was killed after a grace of {grace_s:g}s"
         self._later(worker, grace_s, self._kill_job, worker, job_id, Outcome.CANCEL, error)
 
@@ -192,49 +192,28 @@ class LocalExecutor:
             self._close_pipe(worker)
         await self._wait_exited(timeout_s)
         for worker in list(self._workers):
-            _killpg(worker.pid, signal.SIGTERM)
+            kill_group(worker.pid, signal.SIGTERM)
         await self._wait_exited(TERM_TO_KILL_S)
         for worker in list(self._workers):
-            _killpg(worker.pid, signal.SIGKILL)
+            kill_group(worker.pid, signal.SIGKILL)
         await self._wait_exited(5.0)
         for worker in list(self._workers):
             self._on_exit(worker)
             self._finish_kill(worker)  # waits only for a process SIGKILL did not end yet
-        await _wait_groups_gone(groups, 5.0)
+        await wait_groups_gone(groups, 5.0)
 
     # Worker processes
 
     def _spawn(self, slot: _Slot) -> _Worker:
-        parent_sock, child_sock = socket.socketpair()
-        with child_sock:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cryoflow.workers.process",
-                    str(child_sock.fileno()),
-                    slot.name,
-                    str(os.getpid()),
-                ],
-                stdin=subprocess.DEVNULL,
-                pass_fds=(child_sock.fileno(),),
-                start_new_session=True,
-                env=self._worker_env(slot),
-            )
-        worker = _Worker(slot, process, Connection(parent_sock.detach()), _pidfd(process.pid))
+        process, conn = start_worker_process(slot.name, {**self._env, **slot.env})
+        worker = _Worker(slot, process, conn, pidfd_of(process.pid))
         assert self._loop is not None
-        self._loop.add_reader(worker.conn.fileno(), self._on_readable, worker)
+        self._loop.add_reader(conn.fileno(), self._on_readable, worker)
         if worker.exit_fd is not None:
             self._loop.add_reader(worker.exit_fd, self._on_exit, worker)
         self._workers.add(worker)
         self._idle[slot.worker_class].append(worker)
         return worker
-
-    def _worker_env(self, slot: _Slot) -> dict[str, str]:
-        env = {**os.environ, **self._env, **slot.env}
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        return env
 
     def _on_readable(self, worker: _Worker) -> None:
         try:
@@ -300,13 +279,13 @@ class LocalExecutor:
     def _should_recycle(self, worker: _Worker) -> bool:
         if self._max_jobs and worker.jobs_done >= self._max_jobs:
             return True
-        return bool(self._max_rss) and _rss(worker.pid, self._psutil) > self._max_rss
+        return bool(self._max_rss) and resident_bytes(worker.pid, self._psutil) > self._max_rss
 
     def _on_deadline(self, worker: _Worker, job_id: str) -> None:
         if worker.job is None or worker.job.id != job_id:
             return
         worker.timed_out = True
-        self._send(worker, worker_process.encode({"op": "cancel", "job_id": job_id}))
+        self._send(worker, wire.encode({"op": "cancel", "job_id": job_id}))
         error = _timeout_error(worker.job)
         self._later(worker, self._grace_s, self._kill_job, worker, job_id, Outcome.TIMEOUT, error)
 
@@ -336,7 +315,7 @@ class LocalExecutor:
         if worker.exit_seen:
             self._reap(worker)
         else:
-            _killpg(worker.pid, signal.SIGKILL)  # still alive: _on_exit reaps it
+            kill_group(worker.pid, signal.SIGKILL)  # still alive: _on_exit reaps it
         if worker.kill_report is not None:
             job_id, result = worker.kill_report
             worker.kill_report = None
@@ -349,7 +328,7 @@ class LocalExecutor:
         if worker in idle:
             idle.remove(worker)
         if kill:
-            _killpg(worker.pid, signal.SIGTERM)
+            kill_group(worker.pid, signal.SIGTERM)
             assert self._loop is not None
             self._loop.call_later(TERM_TO_KILL_S, self._finish_kill, worker)
         else:
@@ -379,7 +358,7 @@ class LocalExecutor:
         The group is killed while the worker is an unreaped zombie, so its pid (the
         group id) cannot have been reused: a job's stray children never outlive it.
         """
-        _killpg(worker.pid, signal.SIGKILL)
+        kill_group(worker.pid, signal.SIGKILL)
         worker.process.wait()
         self._workers.discard(worker)
         self._psutil.pop(worker.pid, None)
@@ -463,64 +442,6 @@ class _NullSink:
     def job_lost(self, job_id: str, reason: str) -> None: ...
 
 
-def _pidfd(pid: int) -> int | None:
-    """A file descriptor readable once ``pid`` exits, where the system has pidfds."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-async def _wait_groups_gone(groups: set[int], timeout_s: float) -> None:
-    """Wait until every process of these (SIGKILLed) process groups has exited."""
-    loop = asyncio.get_running_loop()
-    pidfds: list[int] = []
-    waiters: list[asyncio.Future[None]] = []
-    for pid in _group_members(groups):
-        fd = _pidfd(pid)
-        if fd is None:
-            continue
-        pidfds.append(fd)
-        waiters.append(loop.create_future())
-        loop.add_reader(fd, _resolve, waiters[-1])
-    try:
-        if waiters:
-            await asyncio.wait(waiters, timeout=timeout_s)
-    finally:
-        for fd in pidfds:
-            loop.remove_reader(fd)
-            os.close(fd)
-
-
-def _group_members(groups: set[int]) -> list[int]:
-    """Pids (zombies included) whose process group is one of ``groups`` (Linux /proc)."""
-    members = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if entry.isdigit():
-            try:
-                if os.getpgid(int(entry)) in groups:
-                    members.append(int(entry))
-            except OSError:
-                continue
-    return members
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 def _describe_exit(worker: _Worker) -> str:
     code = worker.process.returncode
     if code is not None and code < 0:
@@ -530,13 +451,3 @@ def _describe_exit(worker: _Worker) -> str:
 
 def _timeout_error(task: Task) -> str:
     return f"timeout after {task.timeout_s:g}s"
-
-
-def _rss(pid: int, cache: dict[int, Any]) -> int:
-    import psutil
-
-    try:
-        process = cache.get(pid) or cache.setdefault(pid, psutil.Process(pid))
-        return int(process.memory_info().rss)
-    except psutil.Error:
-        return 0

@@ -1,273 +1,42 @@
 """The local worker process: one job at a time, reporting to the head over a pipe.
 
-Wire protocol (JSON only, never pickle), one message per ``send_bytes``:
-
-- head → worker: a :class:`Task` as a JSON object (no ``op`` key), or
-  ``{"op": "cancel", "job_id"}``. Closing the pipe asks the worker to exit.
-- worker → head: ``{"op": "ready", "pid"}`` once; per job ``{"op": "started",
-  "job_id", "worker", "host", "pid"}`` and ``{"op": "finished", "job_id", "outcome",
-  "retval", "error", "stats", "announce"}``; in between ``{"op": "status", "job_id",
-  "key", "value"}`` and ``{"op": "log", "job_id", "level", "message"}``, which may
-  come coalesced as ``{"op": "batch", "messages": [...]}`` but never later than about
-  :data:`FLUSH_S` twice after they were produced.
-
-``started`` is sent before the job's first status or log message, or by the reader
-thread once the job has run for up to ``FLUSH_S``, whichever comes first. A job that
-ends sooner sends only ``finished`` with ``"announce": true``: the head reports the
-start from it (with ``stats["worker"]`` and ``stats["node"]``), so a trivial job costs
-one message each way.
-
-The job runs in the main thread; a reader thread takes messages from the head, so a
-cancel reaches a busy job. The process leads its own process group (a kill of the
-group takes the job's children), dies with the head (``PR_SET_PDEATHSIG``), and sends
-its stdout and stderr (children's included) as the running job's log lines, capped at
+It speaks the messages of :mod:`cryoflow.workers.wire`. The job runs in the main
+thread; a reader thread takes messages from the head, so a cancel reaches a busy job,
+and sends ``started`` for a job that runs a while without saying anything. The process
+leads its own process group (a kill of the group takes the job's children), dies with
+the head (``PR_SET_PDEATHSIG``), and turns its stdout and stderr (children's included)
+into the running job's log lines (:mod:`cryoflow.workers.capture`), capped at
 :data:`LOG_CAP_BYTES` per job.
 """
 
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import json
 import os
 import queue
 import select
 import signal
+import socket
+import subprocess
 import sys
 import threading
-import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
-from pathlib import PurePath
+from pathlib import Path
 from typing import Any
 
-from cryoflow.graph.model import Outcome, WorkerClass
+from cryoflow.graph.model import Outcome
 from cryoflow.workers.base import JobResult, Task
+from cryoflow.workers.capture import OutputCapture
 from cryoflow.workers.handle import WorkerHandle
 from cryoflow.workers.runtime import run_task
+from cryoflow.workers.wire import FLUSH_S, Outbox, decode_task, encode, finished_message
 
-FLUSH_S = 0.05
-"""Status and log messages wait at most about this long to be coalesced."""
 LOG_CAP_BYTES = 1 << 20
 """Log text (``worker.log`` and captured output) forwarded per job; the rest is counted."""
 _PR_SET_PDEATHSIG = 1
-
-
-def _default_of(field: dataclasses.Field[Any]) -> Any:
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return field.default
-
-
-_TASK_FIELDS = tuple((f.name, _default_of(f)) for f in dataclasses.fields(Task))
-
-
-# Encoding
-
-
-def json_default(value: Any) -> Any:
-    """Make common non-JSON values JSON-friendly (mappings, sets, paths, numpy scalars)."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, set | frozenset):
-        return list(value)
-    if isinstance(value, PurePath):
-        return str(value)
-    for method in ("tolist", "item"):
-        convert = getattr(value, method, None)
-        if callable(convert):
-            return convert()
-    return str(value)
-
-
-_ENCODER = json.JSONEncoder(default=json_default, separators=(",", ":"))
-
-
-def encode(message: Mapping[str, Any]) -> bytes:
-    """One wire message as compact UTF-8 JSON."""
-    return _ENCODER.encode(message).encode()
-
-
-def encode_task(task: Task) -> bytes:
-    """A task as sent to a worker: a JSON object of its fields that differ from defaults."""
-    fields = {}
-    for name, default in _TASK_FIELDS:
-        value = getattr(task, name)
-        if default is dataclasses.MISSING or value != default:
-            fields[name] = value
-    return encode(fields)
-
-
-def decode_task(data: dict[str, Any]) -> Task:
-    """The inverse of :func:`encode_task`, from the parsed JSON object."""
-    if "worker_class" in data:
-        data["worker_class"] = WorkerClass(data["worker_class"])
-    for name in ("post", "module_paths"):
-        if name in data:
-            data[name] = tuple(data[name])
-    if "volumes" in data:
-        data["volumes"] = tuple(tuple(v) for v in data["volumes"])
-    return Task(**data)
-
-
-def finished_message(job_id: str, result: JobResult, *, announce: bool = False) -> bytes:
-    """The ``finished`` message; a result that cannot be encoded becomes an error."""
-    message = {
-        "op": "finished",
-        "job_id": job_id,
-        "outcome": result.outcome.value,
-        "retval": result.retval,
-        "error": result.error,
-        "stats": result.stats,
-        "announce": announce,
-    }
-    try:
-        return encode(message)
-    except (ValueError, TypeError, RecursionError) as exc:
-        message.update(outcome="error", retval=None, error=f"result is not JSON: {exc}")
-        return encode(message)
-
-
-# Sending
-
-
-class Outbox:
-    """Sends messages to the head under one lock, coalescing status and log messages.
-
-    :meth:`send` flushes what is pending first, so a job's status and log messages
-    always reach the head before its ``finished`` message. :meth:`post` queues a
-    status/log message and sends the queue when nothing was sent for ``FLUSH_S``;
-    :meth:`flush_stale` (called by the reader thread every ``FLUSH_S``) sends the rest.
-    A status key set again before it was sent only keeps its latest value.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._lock = threading.Lock()
-        self._pending: dict[Any, dict[str, Any]] = {}
-        self._last = 0.0
-        self._seq = 0
-        self.closed = False
-
-    def send(self, data: bytes) -> None:
-        with self._lock:
-            self._flush()
-            self._send(data)
-
-    def post(self, message: dict[str, Any], key: Any = None) -> None:
-        with self._lock:
-            if key is None:
-                self._seq += 1
-                key = self._seq
-            self._pending[key] = message
-            if time.monotonic() - self._last >= FLUSH_S:
-                self._flush()
-
-    def flush_stale(self) -> None:
-        with self._lock:
-            if self._pending and time.monotonic() - self._last >= FLUSH_S:
-                self._flush()
-
-    def _flush(self) -> None:
-        self._last = time.monotonic()
-        if not self._pending:
-            return
-        messages = list(self._pending.values())
-        self._pending.clear()
-        if len(messages) == 1:
-            self._send(encode(messages[0]))
-        else:
-            self._send(encode({"op": "batch", "messages": messages}))
-
-    def _send(self, data: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            self._conn.send_bytes(data)
-        except OSError:
-            self.closed = True  # the head is gone or stopping; nobody reads any more
-
-
-# Output capture
-
-
-class OutputCapture:
-    """Turns this process's stdout/stderr (file descriptors 1 and 2) into log lines.
-
-    Output written while a job runs is handed to ``publish(level, text)`` line by line
-    (stdout as INFO, stderr as WARNING); output between jobs goes to the original
-    stderr. :meth:`end_job` drains what the job wrote before it returned.
-    """
-
-    def __init__(self, publish: Callable[[str, str], None]) -> None:
-        self._publish = publish
-        self._lock = threading.Lock()
-        self._active = False
-        self._probe = select.poll()
-        self.original_stderr = os.dup(2)
-        self._pipes: dict[int, tuple[str, bytearray]] = {}
-        for fd, level in ((1, "INFO"), (2, "WARNING")):
-            read_end, write_end = os.pipe()
-            os.dup2(write_end, fd)
-            os.close(write_end)
-            os.set_blocking(read_end, False)
-            self._pipes[read_end] = (level, bytearray())
-            self._probe.register(read_end, select.POLLIN)
-        for stream in (sys.stdout, sys.stderr):
-            if hasattr(stream, "reconfigure"):
-                stream.reconfigure(line_buffering=True)
-        threading.Thread(target=self._pump, name="cryoflow-output", daemon=True).start()
-
-    def begin_job(self) -> None:
-        with self._lock:
-            self._active = True
-
-    def end_job(self) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        with self._lock:
-            for fd, _ in self._probe.poll(0):
-                self._drain(fd)
-            for level, partial in self._pipes.values():
-                if partial:
-                    self._emit(level, bytes(partial))
-                    partial.clear()
-            self._active = False
-
-    def _pump(self) -> None:
-        poller = select.poll()
-        for fd in self._pipes:
-            poller.register(fd, select.POLLIN)
-        while True:
-            for fd, _ in poller.poll():
-                with self._lock:
-                    self._drain(fd)
-
-    def _drain(self, fd: int) -> None:
-        level, partial = self._pipes[fd]
-        while True:
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            partial += chunk
-            cut = partial.rfind(b"\n") + 1 if len(partial) < 1 << 16 else len(partial)
-            self._emit(level, bytes(partial[:cut]))
-            del partial[:cut]
-
-    def _emit(self, level: str, data: bytes) -> None:
-        if not data:
-            return
-        if self._active:
-            self._publish(level, data.decode(errors="replace").rstrip("\n"))
-        else:
-            os.write(self.original_stderr, data)
-
-
-# The worker
 
 
 class WorkerProcess:
@@ -427,6 +196,33 @@ def _on_sigterm(head_pid: int) -> None:
         os.killpg(os.getpgid(0), signal.SIGKILL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def start_worker_process(
+    name: str, env: Mapping[str, str]
+) -> tuple[subprocess.Popen[bytes], Connection]:
+    """Start a worker process in its own session; return it and the head's end of its pipe.
+
+    A fresh interpreter (fork and exec, so the caller is never copied, and unlike
+    ``multiprocessing``'s spawn the caller's ``__main__`` is not run again) with
+    ``env`` added to this process's environment.
+    """
+    parent_sock, child_sock = socket.socketpair()
+    environment = {**os.environ, **env}
+    package_root = str(Path(__file__).resolve().parents[2])
+    path = [package_root, environment.get("PYTHONPATH", "")]
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, path))
+    command = [sys.executable, "-m", "cryoflow.workers.process", str(child_sock.fileno())]
+    command += [name, str(os.getpid())]
+    with child_sock:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(child_sock.fileno(),),
+            start_new_session=True,
+            env=environment,
+        )
+    return process, Connection(parent_sock.detach())
 
 
 def main(conn: Connection, name: str, head_pid: int) -> None:
