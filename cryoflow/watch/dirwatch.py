@@ -35,7 +35,6 @@ from typing import Any
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
-    DirModifiedEvent,
     DirMovedEvent,
     FileAttribEvent,
     FileClosedEvent,
@@ -65,8 +64,10 @@ EVENT_BATCH = 5000
 EMITTED_MEMORY = 100_000
 """Seen keys remembered in memory, to skip versions already committed."""
 _EVENT_TYPES = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent,
-                FileDeletedEvent, FileAttribEvent, DirCreatedEvent, DirModifiedEvent,
-                DirMovedEvent, DirDeletedEvent]
+                FileDeletedEvent, FileAttribEvent, DirCreatedEvent, DirMovedEvent,
+                DirDeletedEvent]
+"""What the observer reports. A folder's own "modified" is left out: every change it
+stands for also comes as an event for the entry that changed."""
 _OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
 
 
@@ -173,7 +174,7 @@ class DirWatcher:
         self._scandir = scandir
         self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._emitted: OrderedDict[str, None] = OrderedDict()
-        self._dirty: set[str] = set()
+        self._touched: set[str] = set()
         self._rescan_wanted = True
         self._next_sweep = 0.0
 
@@ -208,9 +209,9 @@ class DirWatcher:
             self._on_event(event, now)
         if self._rescan_wanted or now >= self._next_sweep:
             self._rescan(now)
-        for path in self._dirty:
+        for path in self._touched:  # each path once, however many events it had
             self._observe(path, now, touched=True)
-        self._dirty.clear()
+        self._touched.clear()
         for path in self.tracker.due(now):
             self._observe(path, now, touched=False)
         for settled in self.tracker.settled():
@@ -274,19 +275,16 @@ class DirWatcher:
             return
         if event.kind == "newdir" and not self.layout.dirs:
             if self.layout.recursive and self.layout.target(event.path) is not None:
-                for path in self.layout.scan(event.path, scandir=self._scandir):
-                    self._observe(path, now, touched=True)
+                self._touched.update(self.layout.scan(event.path, scandir=self._scandir))
             return
         target = self.layout.target(event.path)
         if target is None:
             return
         if event.kind == "gone" and target == event.path:
             self.tracker.forget(target)
-            self._dirty.discard(target)
-        elif self.layout.dirs and (target != event.path or event.kind != "change"):
-            self._dirty.add(target)
-        elif event.kind == "change":
-            self._observe(target, now, touched=True)
+            self._touched.discard(target)
+        elif event.kind == "change" or self.layout.dirs:
+            self._touched.add(target)  # with dirs: anything at or below a top folder
 
     def _observe(self, path: str, now: float, *, touched: bool) -> None:
         probed = self.layout.probe(path, stat=self._stat, scandir=self._scandir)
