@@ -278,6 +278,8 @@ def test_unknown_ids_and_paths_are_404_and_no_file_is_ever_served(tmp_path: Path
         for path in ("/status/999", "/status/abc", "/close/999", "/", "/index.html",
                      "/files/..%2f..%2fetc/passwd", "/static/../../etc/passwd"):
             assert error_of(post("GET", path))[0] == 404, path
+        assert error_of(post("PUT", "/task", {"n": 1})) == (
+            405, "PUT is not allowed here; use GET, OPTIONS, POST")
 
 
 def test_status_is_only_given_for_pebbles_of_this_input(tmp_path: Path) -> None:

@@ -323,8 +323,9 @@ def _http_error(exc: web.HTTPException, max_bytes: int) -> web.Response:
     if exc.status == 404:
         return Refusal(404, "not found: POST /task, GET /status/<id>, POST /status, "
                        "GET /schema, GET /close/<id>").response()
-    if exc.status == 405:
-        return Refusal(405, f"method not allowed here: {exc.reason}").response()
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return Refusal(405, f"{exc.method} is not allowed here; use {allowed}").response()
     return Refusal(exc.status, exc.reason or exc.text or "refused").response()
 
 
