@@ -139,13 +139,19 @@ class Head:
         self._schedule_tick()
 
     async def stop(self, timeout_s: float = 10.0) -> None:
-        """Cancel nothing, stop the executor; queued jobs stay queued in the store."""
+        """Stop the executor and commit what it reported; queued jobs stay in the store.
+
+        Jobs still running are stopped by the executor and retried at the next start.
+        """
         self.accepting = False
-        if self._timer is not None:
-            self._timer.cancel()
+        self.paused = True
+        for handle in (self._timer, self._lazy):
+            if handle is not None:
+                handle.cancel()
         await self.executor.stop(timeout_s)
         if self._pending:
             self._tick()
+        self._loop = None  # late reports from here on are dropped, not ticked
 
     async def wait_idle(self) -> None:
         """Return once no pebble is active and nothing is pending."""

@@ -105,7 +105,7 @@ async def _run_with_store(
                 config=settings.config, module_paths=tuple(map(str, settings.module_paths)),
                 poison_limit=settings.poison_limit,
                 failpoints=Failpoints.from_env(os.environ))
-    run = _Run(head, InputRunner(head, graph, options, settings.config))
+    run = _Run(head, InputRunner(head, graph, options, settings.config), settings)
     live = settings.live if settings.live is not None else sys.stdout.isatty()
     display = asyncio.ensure_future(show_progress(head, live=live))
     try:
@@ -122,15 +122,17 @@ async def _run_with_store(
 class _Run:
     """One run of the head: inputs, the wait, signals and shutdown."""
 
-    def __init__(self, head: Head, inputs: InputRunner) -> None:
+    def __init__(self, head: Head, inputs: InputRunner, settings: RunSettings) -> None:
         self.head = head
         self.inputs = inputs
+        self.settings = settings
         self.signal: int | None = None
         self._stop = asyncio.Event()
 
     async def execute(self) -> None:
         loop = asyncio.get_running_loop()
         await self.head.start()
+        api = await _start_http(self.head, self.settings)
         self._install_signals(loop)
         try:
             self.inputs.start(loop)
@@ -139,6 +141,8 @@ class _Run:
             await self._wait()
         finally:
             self.inputs.stop()
+            if api is not None:
+                await api.stop()
             await self.head.stop(timeout_s=10.0)
             self._remove_signals(loop)
 
@@ -178,6 +182,21 @@ class _Run:
                 print(f"ccworkflow: {error}", file=sys.stderr)
             return EXIT_FAILED
         return EXIT_FAILED if self.head.counts.failed else EXIT_OK
+
+
+async def _start_http(head: Head, settings: RunSettings) -> Any:
+    """Start the API and web view unless ``--no-http``; print where it listens."""
+    if not settings.http:
+        return None
+    from cryoflow.api.server import start_api
+
+    host, _, port = settings.http.rpartition(":")
+    token = settings.http_token or os.environ.get("CRYOFLOW_API_TOKEN")
+    admin = os.environ.get("CRYOFLOW_ADMIN_TOKEN") or token
+    server = await start_api(head, host=host or "127.0.0.1", port=int(port or 0), token=token,
+                             admin_token=admin)
+    print(f"ccworkflow: web view and API at {server.url}", file=sys.stderr, flush=True)
+    return server
 
 
 def _say_what_fresh_discards(state_dir: Path) -> None:
