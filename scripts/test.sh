@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# Set up a virtual environment and run every check: ruff, mypy, the test suite.
+# Set up everything the tests need and run every check: ruff, mypy, the test suite.
+#   - system packages (as root, only what is missing): chromium for the web-view tests,
+#     openssh-server for the ssh staging tests, docker.io + debootstrap for the executor tests;
+#   - a virtual environment in .venv with cryoflow and its test extra;
+#   - dockerd on a private socket with locally built images, stopped again on exit.
+# The other servers (sshd, the S3 server, Dask) are started by the test fixtures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends chromium
+fi
+bash .ci/services.sh
+
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/pip install -q -e '.[test]'
-.venv/bin/ruff check cryoflow tests bench
+
+trap 'bash .ci/executors-stop.sh' EXIT
+bash .ci/executors.sh
+export DOCKER_HOST=unix://${CRYOFLOW_DOCKER_DIR:-/tmp/cryoflow-docker}/docker.sock
+
+.venv/bin/ruff check cryoflow tests bench modules
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
