@@ -28,6 +28,7 @@ from cryoflow.engine.records import (
     PebbleCancelled,
     PebbleDone,
     PebbleOutcome,
+    PebbleRetried,
     QueueJob,
 )
 from cryoflow.errors import StoreError
@@ -65,13 +66,14 @@ class _Pending:
     results: list[tuple[str, JobResult]] = field(default_factory=list)
     lost: list[tuple[str, str]] = field(default_factory=list)
     cancels: list[tuple[int, str]] = field(default_factory=list)
+    retries: list[int] = field(default_factory=list)
     status: list[tuple[str, str, Any]] = field(default_factory=list)
     logs: list[tuple[float, str, int | None, str | None, str | None, str]] = field(
         default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.offers or self.started or self.results or self.lost or self.cancels
-                    or self.status or self.logs)
+                    or self.retries or self.status or self.logs)
 
 
 @dataclass
@@ -183,6 +185,15 @@ class Head:
         self._schedule_tick()
         return future
 
+    def retry_pebble(self, pebble_id: int) -> bool:
+        """Run a failed pebble again from its failed nodes; False if it did not fail."""
+        saved = self.store.pebble(pebble_id)
+        if saved is None or saved["outcome"] != "failed" or pebble_id in self._pending.retries:
+            return False
+        self._pending.retries.append(pebble_id)
+        self._schedule_tick()
+        return True
+
     def cancel_pebble(self, pebble_id: int, reason: str = "cancelled by a user") -> None:
         self._pending.cancels.append((pebble_id, reason))
         self._schedule_tick()
@@ -279,6 +290,8 @@ class Head:
                 tx.job_finished(job_id, outcome="lost", retval=None, error=reason, stats={},
                                 now=now)
                 actions += self.engine.handle(JobLost(job_id, reason), now)
+            for pebble_id in pending.retries:
+                actions += self._retry_event(pebble_id, now)
             for pebble_id, reason in pending.cancels:
                 actions += self.engine.handle(PebbleCancelled(pebble_id, reason), now)
             for channel, key, value in pending.status:
@@ -299,6 +312,16 @@ class Head:
         self.progress.pop(job_id, None)
         event = JobFinished(job_id, result.outcome, result.retval, result.error, stats)
         return self.engine.handle(event, now)
+
+    def _retry_event(self, pebble_id: int, now: float) -> list[Action]:
+        saved = self.store.saved_pebble(pebble_id)
+        if saved is None or self.engine.pebble(pebble_id) is not None:
+            return []
+        self.engine.restore(*saved)
+        actions = self.engine.handle(PebbleRetried(pebble_id), now)
+        if not actions:
+            self.engine.forget(pebble_id)
+        return actions
 
     def _reject(self, pending: _Pending, exc: StoreError) -> None:
         """The store refused the batch: refuse the items, rebuild state, retry the rest."""

@@ -207,20 +207,22 @@ def test_a_finished_or_unknown_pebble_cannot_be_cancelled(tmp_path: Path) -> Non
     assert malformed[0] == 400 and superscript[0] == 400
 
 
-def test_retry_answers_501_until_the_head_can_retry(tmp_path: Path) -> None:
-    async def go() -> tuple[Any, Any, list[int]]:
+def test_retry_reruns_a_failed_pebble_and_refuses_one_that_did_not_fail(
+        tmp_path: Path) -> None:
+    async def go() -> tuple[Any, Any, dict[str, Any]]:
         async with served(tmp_path) as s:
-            await s.offer(x=1, fail=True)
+            await s.offer(x=1)
+            await s.offer(x=2, fail=True)
             await s.idle()
-            before = await s.post("/api/v1/pebbles/1/retry")
-            calls: list[int] = []
-            s.head.retry_pebble = calls.append  # type: ignore[attr-defined]
-            after = await s.post("/api/v1/pebbles/1/retry")
-            return before, after, calls
+            refused = await s.post("/api/v1/pebbles/1/retry")
+            accepted = await s.post("/api/v1/pebbles/2/retry")
+            await s.idle()
+            return refused, accepted, s.head.store.pebble(2) or {}
 
-    before, after, calls = run(go())
-    assert before[0] == 501 and "cannot retry" in before[1]["error"]
-    assert after[0] == 202 and calls == [1]
+    refused, accepted, pebble = run(go())
+    assert refused[0] == 409 and "has not failed" in refused[1]["error"]
+    assert accepted[0] == 202
+    assert pebble["state"] == "done" and pebble["nodes"]["A"][""]["attempts"] == 2
 
 
 def test_pausing_holds_queued_jobs_until_resumed(tmp_path: Path) -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from enginekit import Driver, fail, graph, node
 
-from cryoflow.engine.records import NodeStatus, PebbleAdded, PebbleCancelled, PebbleOutcome
+from cryoflow.engine.records import (
+    NodeStatus,
+    PebbleAdded,
+    PebbleCancelled,
+    PebbleOutcome,
+    PebbleRetried,
+)
 from cryoflow.graph.model import Outcome, WorkerClass
 
 # ------------------------------------------------------------------- section 3: pebbles
@@ -482,4 +488,56 @@ def test_a_graph_without_input_nodes_starts_its_roots_from_entry() -> None:
     d._take(d.engine.handle(PebbleAdded(1, "entry", {"x": 1}), d.now))
     d.run()
     assert d.ran_nodes() == ["a", "b", "c"]
+    assert d.done[1].outcome is PebbleOutcome.COMPLETED
+
+
+def _flaky(node_name: str, bad: object) -> dict[str, object]:
+    """A behaviour that fails for the given arg value on its first call only."""
+    calls: set[object] = set()
+
+    def run(job):  # type: ignore[no-untyped-def]
+        value = job.args.get("xs", job.args.get("x"))
+        if value == bad and value not in calls:
+            calls.add(value)
+            return Outcome.ERROR, "first try fails"
+        return Outcome.SUCCESS, {"v": value}
+
+    return {node_name: run}
+
+
+def _retry(d: Driver, pebble_id: int = 1) -> None:
+    states = {(a.node, a.branch): a.state for a in d.actions if hasattr(a, "state")}
+    removed = {(a.node, a.branch) for a in d.actions if type(a).__name__ == "NodeRemoved"}
+    for key in removed:
+        states.pop(key, None)
+    d.engine.restore(pebble_id, "In", {}, states)
+    del d.done[pebble_id]
+    d._take(d.engine.handle(PebbleRetried(pebble_id), d.now))
+
+
+def test_a_retried_pebble_reruns_its_failed_node_and_what_follows() -> None:
+    d = Driver(graph(node("In"), node("A", ("In",), args={"x": 1}),
+                     node("B", ("A",), run_on="success")), _flaky("A", 1))
+    d.add()
+    d.run()
+    assert d.done[1].outcome is PebbleOutcome.FAILED
+    _retry(d)
+    d.run()
+    assert d.ran_nodes() == ["A", "A", "B"]
+    assert d.ran[1].attempt == 2
+    assert d.done[1].outcome is PebbleOutcome.COMPLETED
+
+
+def test_a_retried_split_reruns_only_the_failed_branch_and_joins_again() -> None:
+    d = Driver(graph(node("In"), node("S", ("In",), split_on="xs", args={"xs": [1, 2, 3]}),
+                     node("M", ("S",), merge=True, run_on="success"),
+                     node("After", ("M",), run_on="success", args={"all": {"output": "S.v"}})),
+               _flaky("S", 2))
+    d.add()
+    d.run()
+    assert d.done[1].outcome is PebbleOutcome.FAILED
+    _retry(d)
+    d.run()
+    assert [j.branch for j in d.ran if j.node == "S"] == [(0,), (1,), (2,), (1,)]
+    assert d.ran[-1].args == {"all": [1, 2, 3]}
     assert d.done[1].outcome is PebbleOutcome.COMPLETED

@@ -114,3 +114,32 @@ def test_a_graph_needing_a_missing_worker_class_is_refused() -> None:
     problems = missing_classes(g, InlineExecutor().capacity())
     assert problems == ["nodes A need gpu workers but none are configured; "
                         "start some with --gpus N"]
+
+
+def test_a_failed_pebble_retried_from_its_failed_node_completes(tmp_path: Path) -> None:
+    flaky = str(Path(ECHO).with_name("flaky.py"))
+    g = graph(node("In", module="cmdline"),
+              node("A", ("In",), module="flaky", module_ref=flaky,
+                   args={"flag": str(tmp_path / "flag")}),
+              echo("B", ("A",), run_on="success", args={"x": {"output": "A.tries"}}))
+
+    async def go() -> dict[str, Any]:
+        store = Store.open(tmp_path / "state", workflow="t")
+        head = Head(g, store=store, executor=InlineExecutor())
+        await head.start()
+        pebble_id = await head.offer("In", {})
+        await asyncio.wait_for(head.wait_idle(), 20)
+        assert store.pebble(pebble_id)["outcome"] == "failed"  # type: ignore[index]
+        assert head.retry_pebble(pebble_id)
+        await asyncio.sleep(0)
+        await asyncio.wait_for(head.wait_idle(), 20)
+        await head.stop()
+        result = store.pebble(pebble_id)
+        store.close()
+        assert result is not None
+        return result
+
+    pebble = asyncio.run(go())
+    assert pebble["outcome"] == "completed"
+    assert pebble["nodes"]["B"][""]["output"] == {"x": "again"}
+    assert pebble["nodes"]["A"][""]["attempts"] == 2

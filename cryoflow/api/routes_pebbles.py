@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +12,6 @@ from cryoflow.api.params import (
     conflict,
     integer,
     json_body,
-    json_error,
     limit,
     not_found,
     path_int,
@@ -62,14 +60,8 @@ async def cancel_pebble(request: web.Request) -> web.Response:
 async def retry_pebble(request: web.Request) -> web.Response:
     pebble = _pebble_or_404(request)
     await json_body(request)
-    retry = getattr(ctx(request).head, "retry_pebble", None)
-    if retry is None:
-        return json_error(501, "this head cannot retry pebbles yet; offer the item again")
-    if pebble["outcome"] != "failed":
+    if pebble["outcome"] != "failed" or not ctx(request).head.retry_pebble(pebble["id"]):
         raise conflict(f"pebble {pebble['id']} has not failed; only a failed pebble is retried")
-    result = retry(pebble["id"])
-    if inspect.isawaitable(result):
-        await result
     return web.json_response({"pebble_id": pebble["id"], "accepted": True}, status=202)
 
 

@@ -22,12 +22,15 @@ from cryoflow.engine.records import (
     JobLost,
     JobSpec,
     NodeChanged,
+    NodeRemoved,
     NodeState,
     NodeStatus,
     PebbleAdded,
     PebbleCancelled,
     PebbleDone,
     PebbleOutcome,
+    PebbleReopened,
+    PebbleRetried,
     QueueJob,
     job_id,
 )
@@ -55,6 +58,7 @@ class Engine:
         self.poison_limit = poison_limit
         self._pebbles: dict[int, PebbleState] = {}
         self._ancestors: dict[str, frozenset[str]] = {}
+        self._descendants: dict[str, frozenset[str]] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -79,6 +83,8 @@ class Engine:
                 step.job_lost(event)
             case PebbleCancelled():
                 step.cancel(event)
+            case PebbleRetried():
+                step.retry(event)
         return step.actions
 
     def restore(
@@ -93,6 +99,10 @@ class Engine:
         for (name, branch), state in states.items():
             pebble.put(name, branch, state, self._is_main(name))
         self._pebbles[pebble_id] = pebble
+
+    def forget(self, pebble_id: int) -> None:
+        """Drop a restored pebble from memory (nothing to do for it after all)."""
+        self._pebbles.pop(pebble_id, None)
 
     def is_current(self, job_id: str) -> bool:
         """Is ``job_id`` the attempt the engine waits for (not stale, not cancelled)?"""
@@ -111,6 +121,20 @@ class Engine:
     def _is_main(self, name: str) -> bool:
         """Does this instance hold back deferred nodes while it is open?"""
         return name.split("@", 1)[0] not in self.topo.after_deferred
+
+    def descendants(self, name: str) -> frozenset[str]:
+        """Every node downstream of ``name`` (cached)."""
+        found = self._descendants.get(name)
+        if found is None:
+            seen: set[str] = set()
+            todo = list(self.graph.children_of(name))
+            while todo:
+                child = todo.pop()
+                if child not in seen:
+                    seen.add(child)
+                    todo.extend(self.graph.children_of(child))
+            found = self._descendants[name] = frozenset(seen)
+        return found
 
     def ancestors(self, name: str) -> frozenset[str]:
         """Every node upstream of ``name`` (cached)."""
@@ -195,6 +219,54 @@ class _Step:
                                error=event.reason)
                 self.put(pebble, name, branch, done)
         self.settle(pebble)
+
+    def retry(self, event: PebbleRetried) -> None:
+        """Run every failed node again; forget what ran (or was skipped) after it."""
+        pebble = self.engine._pebbles.get(event.pebble_id)
+        if pebble is None:
+            return
+        failed = [(name, branch) for (name, branch), s in pebble.states.items()
+                  if s.outcome in FAILURES and "@" not in name
+                  and len(branch) == self.topo.depth[name]]
+        if not failed:
+            return
+        self.actions.append(PebbleReopened(pebble.id))
+        for name, branch in failed:
+            state = pebble.states.get((name, branch))
+            if state is None or state.outcome not in FAILURES:
+                continue  # already forgotten: downstream of an earlier failure
+            self.forget_downstream(pebble, name, branch)
+            again = replace(state, status=NodeStatus.QUEUED, outcome=None, output=None,
+                            error=None, attempts=state.attempts + 1)
+            self.requeue(pebble, name, branch, again, 0.0)
+        self.settle(pebble)
+
+    def forget_downstream(self, pebble: PebbleState, name: str, branch: Branch) -> None:
+        """Drop the states that depend on ``name`` at ``branch``, and its handlers' runs."""
+        down = self.engine.descendants(name)
+        for key in list(pebble.states):
+            other, where = key
+            base, _, handled = other.partition("@")
+            related = where[: len(branch)] == branch or branch[: len(where)] == where
+            if related and (base in down or (handled and (handled in down or handled == name))):
+                self.remove(pebble, other, where)
+        for merge, split in self.topo.split_of.items():
+            if (merge in down or merge == name) and split not in down:
+                self.reopen_split(pebble, split, branch)
+
+    def reopen_split(self, pebble: PebbleState, split: str, branch: Branch) -> None:
+        """A join that must happen again: the split's aggregate waits for its branches."""
+        for length in range(len(branch), -1, -1):
+            agg = pebble.states.get((split, branch[:length]))
+            if agg is not None and length < self.topo.depth[split]:
+                if agg.status is NodeStatus.DONE:
+                    self.put(pebble, split, branch[:length],
+                             replace(agg, status=NodeStatus.SPLIT, outcome=None))
+                return
+
+    def remove(self, pebble: PebbleState, name: str, branch: Branch) -> None:
+        pebble.remove(name, branch, self.engine._is_main(name))
+        self.actions.append(NodeRemoved(pebble.id, name, branch))
 
     # ------------------------------------------------------------------ state
 

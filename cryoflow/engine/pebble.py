@@ -37,6 +37,15 @@ class PebbleState:
         self.states[(name, branch)] = state
 
 
+    def remove(self, name: str, branch: Branch, is_main: bool) -> None:
+        """Forget a node instance, keeping the open counts right."""
+        old = self.states.pop((name, branch), None)
+        if old is not None and old.status in OPEN:
+            self.open_total -= 1
+            if is_main:
+                self.open_main -= 1
+
+
 def visible_state(pebble: PebbleState, name: str, branch: Branch, depth: int) -> NodeState | None:
     """The finished state of ``name`` seen from ``branch``: its own branch, else joined."""
     for length in range(min(len(branch), depth), -1, -1):

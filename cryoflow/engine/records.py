@@ -111,7 +111,14 @@ class PebbleCancelled:
     reason: str = "cancelled"
 
 
-Event = PebbleAdded | JobFinished | JobLost | PebbleCancelled
+@dataclass(frozen=True)
+class PebbleRetried:
+    """Run a failed pebble again from its failed nodes (it must be restored first)."""
+
+    pebble_id: int
+
+
+Event = PebbleAdded | JobFinished | JobLost | PebbleCancelled | PebbleRetried
 
 
 # ---------------------------------------------------------------------------- actions
@@ -175,4 +182,20 @@ class PebbleDone:
     failed_nodes: tuple[str, ...] = field(default=())
 
 
-Action = QueueJob | CancelJob | NodeChanged | PebbleDone
+@dataclass(frozen=True)
+class NodeRemoved:
+    """Forget the state of one node branch (a retried pebble runs it again)."""
+
+    pebble_id: int
+    node: str
+    branch: Branch
+
+
+@dataclass(frozen=True)
+class PebbleReopened:
+    """A finished pebble is active again (retried)."""
+
+    pebble_id: int
+
+
+Action = QueueJob | CancelJob | NodeChanged | PebbleDone | NodeRemoved | PebbleReopened

@@ -14,7 +14,16 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from cryoflow.engine.records import Action, CancelJob, NodeChanged, PebbleDone, QueueJob
+from cryoflow.engine.records import (
+    Action,
+    CancelJob,
+    NodeChanged,
+    NodeRemoved,
+    PebbleDone,
+    PebbleReopened,
+    QueueJob,
+    branch_key,
+)
 from cryoflow.store import codec
 
 INSERT_PEBBLE = (
@@ -53,6 +62,11 @@ RUNNING_JOBS = "SELECT id, pebble_id FROM jobs WHERE state = 'running' ORDER BY 
 LOSE_RUNNING = (
     "UPDATE jobs SET state = 'done', outcome = 'lost', error = ?, finished = ?"
     " WHERE state = 'running'"
+)
+DELETE_NODE = "DELETE FROM nodes WHERE pebble_id = ? AND node = ? AND branch = ?"
+REOPEN_PEBBLE = (
+    "UPDATE pebbles SET state = 'active', outcome = NULL, failed_nodes = NULL, finished = NULL"
+    " WHERE id = ?"
 )
 PUT_STATUS = "INSERT OR REPLACE INTO status(channel, key, value, ts) VALUES (?, ?, ?, ?)"
 INSERT_LOG = (
@@ -144,6 +158,8 @@ class Batch:
         jobs: list[tuple[Any, ...]] = []
         cancels: list[tuple[float, str]] = []
         dones: list[tuple[Any, ...]] = []
+        removed: list[tuple[Any, ...]] = []
+        reopened: list[tuple[int]] = []
         events = self._events
         for action in actions:
             if isinstance(action, NodeChanged):
@@ -161,12 +177,22 @@ class Batch:
                 dones.append(_done_row(action, now))
                 data = _outcome_event(action.outcome)
                 events.append((now, "pebble_done", action.pebble_id, None, data))
+            elif isinstance(action, NodeRemoved):
+                key = (action.pebble_id, action.node, branch_key(action.branch))
+                nodes = [row for row in nodes if row[:3] != key]
+                removed.append(key)
+                events.append((now, "node_removed", action.pebble_id, None, None))
+            elif isinstance(action, PebbleReopened):
+                reopened.append((action.pebble_id,))
+                events.append((now, "pebble_reopened", action.pebble_id, None, None))
             else:
                 raise TypeError(f"not a store action: {action!r}")
-        self._write(nodes, jobs, cancels, dones)
+        self._write(removed, reopened, nodes, jobs, cancels, dones)
 
     def _write(self, *groups: list[Any]) -> None:
-        for sql, rows in zip((UPSERT_NODE, INSERT_JOB, CANCEL_JOB, FINISH_PEBBLE), groups):
+        statements = (DELETE_NODE, REOPEN_PEBBLE, UPSERT_NODE, INSERT_JOB, CANCEL_JOB,
+                      FINISH_PEBBLE)
+        for sql, rows in zip(statements, groups):
             if rows:
                 self._conn.executemany(sql, rows)
 

@@ -250,6 +250,10 @@ class Queries:
         """``{"pebbles", "unfinished_pebbles", "queued_jobs", "running_jobs"}`` counts."""
         return dict(zip(_TOTAL_NAMES, self._all(_TOTALS)[0]))
 
+    def has_seen(self, key: str) -> bool:
+        """Whether a pebble was stored with ``seen_key=key`` (a watcher's file version)."""
+        return bool(self._all("SELECT 1 FROM seen WHERE key = ?", (key,)))
+
     def integrity_check(self) -> tuple[str, list[Any]]:
         """``PRAGMA integrity_check`` (``"ok"`` when sound) and ``foreign_key_check`` rows."""
         with self._mutex, translated(self._db):

@@ -61,6 +61,7 @@ ACTIVE_NODES = (
     " WHERE p.state = 'active' AND p.outcome IS NULL AND p.id BETWEEN ? AND ?"
     " ORDER BY p.id"
 )
+ONE_PEBBLE = "SELECT id, input_node, item FROM pebbles WHERE id = ?"
 OPEN_JOBS = (
     "SELECT " + ", ".join(codec.JOB_KEY_COLUMNS) + ", state FROM jobs"
     " WHERE state IN ('queued', 'running') ORDER BY priority DESC, pebble_id, created"
@@ -191,6 +192,15 @@ class Store(Queries):
                 nodes = self._conn.execute(ACTIVE_NODES, span).fetchall()
             yield from _resumed(rows, nodes)
             after = rows[-1][0]
+
+    def saved_pebble(self, pebble_id: int) -> Resumed | None:
+        """One pebble (finished or not) with its node states, as ``active_pebbles`` gives."""
+        with guard.translated(self._db), snapshot(self._conn):
+            rows = self._conn.execute(ONE_PEBBLE, (pebble_id,)).fetchall()
+            nodes = self._conn.execute(ACTIVE_NODES.replace(
+                "p.state = 'active' AND p.outcome IS NULL AND ", ""), (pebble_id, pebble_id)
+            ).fetchall()
+        return next(_resumed(rows, nodes), None)
 
     def open_jobs(self) -> list[tuple[JobSpec, str]]:
         """Jobs queued or running, with that state, best first (priority, then pebble)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from cryoflow.graph.model import Outcome, WorkerClass, empty_map
@@ -42,7 +42,8 @@ class Task:
 
     def to_json(self) -> str:
         """Serialize for a pipe or a remote worker (never pickle)."""
-        return json.dumps(asdict(self), default=str)
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)},
+                          default=_plain)
 
     @classmethod
     def from_json(cls, text: str) -> Task:
@@ -52,6 +53,15 @@ class Task:
         data["volumes"] = tuple(tuple(v) for v in data.get("volumes") or ())
         data["module_paths"] = tuple(data.get("module_paths") or ())
         return cls(**data)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for read-only mappings and other containers the records hold."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
 
 
 @dataclass(frozen=True)

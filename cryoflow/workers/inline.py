@@ -25,7 +25,8 @@ class InlineExecutor:
     """Runs tasks in threads: ``slots`` per worker class."""
 
     def __init__(self, *, slots: Mapping[WorkerClass, int] | None = None) -> None:
-        self._capacity = dict(slots or {WorkerClass.NORMAL: 2, WorkerClass.ADMIN: 1})
+        default = {WorkerClass.NORMAL: 2, WorkerClass.ADMIN: 1}
+        self._capacity = dict(default if slots is None else slots)
         self._busy: dict[WorkerClass, int] = {c: 0 for c in self._capacity}
         self._cancel: dict[str, threading.Event] = {}
         self._pool: ThreadPoolExecutor | None = None
