@@ -211,6 +211,29 @@ class DaskCluster:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
+    def start_ccnode(self, name: str, *flags: str) -> None:
+        """A worker started by ``ccnode --name NAME`` (it rejoins a restarted scheduler)."""
+        log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 - closed by the child
+        with log:
+            self.workers[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cryoflow.cli.node",
+                    "--scheduler",
+                    self.address,
+                    "--host",
+                    "127.0.0.1",
+                    "--name",
+                    name,
+                    *flags,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
     def kill_scheduler(self) -> None:
         assert self.scheduler is not None
         os.killpg(self.scheduler.pid, signal.SIGKILL)

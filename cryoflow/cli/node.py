@@ -6,8 +6,10 @@ advertises cryoflow's worker classes as Dask resources: ``normal`` = ``-n``,
 executor (``ccworkflow GRAPH --executor dask --scheduler URL``) counts these as its
 slots. ``--name`` is the host this worker stands for in ``ccnode: HOST`` pins (default:
 the machine's hostname); it is also the Dask worker's name, so give each ``ccnode`` on
-one machine its own. The machine needs cryoflow, its modules and the job's files at
-the same paths as the head (a shared file system), or jobs that stage their files.
+one machine its own. When the scheduler goes away the worker closes, as Dask workers
+do, and ccnode starts a new one that rejoins once the scheduler is back. The machine
+needs cryoflow, its modules and the job's files at the same paths as the head (a
+shared file system), or jobs that stage their files.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+log = logging.getLogger("cryoflow.ccnode")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,15 +73,30 @@ def worker_options(args: argparse.Namespace, *, cpus: int, hostname: str) -> dic
     return options
 
 
-async def serve(options: Mapping[str, Any]) -> None:
-    """Run the worker until it ends or SIGTERM/SIGINT arrives."""
+async def serve(options: Mapping[str, Any], *, rejoin_s: float = 1.0) -> None:
+    """Run the worker until SIGTERM/SIGINT; rejoin when the scheduler went away.
+
+    A Dask worker closes when it loses its scheduler; ccnode then starts a new one,
+    which waits until the scheduler is back.
+    """
     from distributed import Nanny
 
-    async with Nanny(**options) as nanny:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(nanny.close()))
-        await nanny.finished()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    while not stopping.is_set():
+        async with Nanny(**options) as nanny:
+            finished = asyncio.ensure_future(nanny.finished())
+            stop = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait([finished, stop], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if stopping.is_set():
+                await nanny.close()
+        if not stopping.is_set():
+            log.warning("the Dask worker closed; rejoining %s", options["scheduler_ip"])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), rejoin_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
