@@ -77,7 +77,13 @@ def enter_graph_package_without_loaders() -> None:
     PyYAML; a job needs only the model. Where PyYAML is missing, the package is
     registered bare (its ``__init__`` not run) so its submodules still import.
     """
-    if "cryoflow.graph" in sys.modules or importlib.util.find_spec("yaml") is not None:
+    if "cryoflow.graph" in sys.modules:
+        return
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        pass
+    else:
         return
     spec = importlib.util.find_spec("cryoflow.graph")
     if spec is None or spec.submodule_search_locations is None:
