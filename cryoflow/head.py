@@ -259,8 +259,7 @@ class Head:
         for offer, pebble_id in accepted:
             if not offer.future.done():
                 offer.future.set_result(pebble_id)
-        self._carry_out(actions, now)
-        self._dispatch(now)
+        self._committed(actions)
         if not (self.engine.active or self._pending or len(self.dispatcher)):
             self._idle.set()
 
@@ -300,6 +299,7 @@ class Head:
             if pending.logs:
                 tx.add_logs(pending.logs)
             tx.apply(actions, now=now)
+            self._start_jobs(actions, now)
         return accepted, actions
 
     def _result_event(self, tx: Any, job_id: str, result: JobResult, now: float) -> list[Action]:
@@ -340,7 +340,13 @@ class Head:
 
     # ------------------------------------------------------------------ actions
 
-    def _carry_out(self, actions: list[Action], now: float) -> None:
+    def _start_jobs(self, actions: list[Action], now: float, *, dispatch: bool = True) -> None:
+        """Queue and dispatch the new jobs, cancel the cancelled ones.
+
+        Called just before the batch commits, so that workers start on their next jobs
+        while the head writes. A crash before the commit loses nothing: the results that
+        led to these jobs are not committed either, so their jobs run again.
+        """
         for action in actions:
             if isinstance(action, QueueJob):
                 self._queue(action.job, now)
@@ -348,7 +354,13 @@ class Head:
                 self.dispatcher.cancel(action.job_id)
                 if action.job_id in self._jobs:
                     self.executor.cancel(action.job_id)
-            elif isinstance(action, PebbleDone):
+        if dispatch:
+            self._dispatch(now)
+
+    def _committed(self, actions: list[Action]) -> None:
+        """What may only happen once the actions are durable: completions, listeners."""
+        for action in actions:
+            if isinstance(action, PebbleDone):
                 self._pebble_done(action)
         for listener in self.listeners:
             for action in actions:
@@ -434,7 +446,8 @@ class Head:
         for job in queued:
             if self.engine.is_current(job.id):
                 self._queue(job, now)
-        self._carry_out(actions, now)
+        self._start_jobs(actions, now, dispatch=False)  # the executor is not started yet
+        self._committed(actions)
 
 
 def needs_classes(graph: Graph) -> set[WorkerClass]:
