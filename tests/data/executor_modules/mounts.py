@@ -6,14 +6,15 @@ ccmodule = {"description": "Look around", "inputs": {"src": "input file", "dst":
             "outputs": {}, "defaults": {}, "status": {}}
 
 
-def _writable(folder):
-    probe = os.path.join(folder, ".probe")
+def _writable(path):
+    probe = os.path.join(path, ".probe") if os.path.isdir(path) else path
     try:
-        with open(probe, "w") as handle:
-            handle.write("x")
+        with open(probe, "a") as handle:
+            handle.write("")
     except OSError as exc:
         return exc.__class__.__name__
-    os.remove(probe)
+    if probe != path:
+        os.remove(probe)
     return True
 
 
@@ -23,7 +24,7 @@ def process_task(worker, task):
         "uid": os.getuid(),
         "gid": os.getgid(),
         "interfaces": sorted(os.listdir("/sys/class/net")),
-        "input_folder_writable": _writable(os.path.dirname(args["src"])),
+        "input_writable": _writable(args["src"]),
         "output_folder_writable": _writable(args["dst"]),
         "input": open(args["src"]).read(),
     }
