@@ -255,8 +255,8 @@ class DaskCluster:
         )
 
 
-@pytest.fixture(scope="session")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+@pytest.fixture(scope="session", name="dask_cluster")
+def dask_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
     """A scheduler and two workers (hosts ``host-a`` and ``host-b``) for the session."""
     cluster = DaskCluster(tmp_path_factory.mktemp("dask"))
     cluster.start_scheduler()
@@ -326,8 +326,8 @@ def _start_dockerd(base_url: str) -> subprocess.Popen[bytes]:
     return process
 
 
-@pytest.fixture(scope="session")
-def docker_daemon() -> Iterator[DockerDaemon]:
+@pytest.fixture(scope="session", name="docker_daemon")
+def docker_daemon_fixture() -> Iterator[DockerDaemon]:
     """The daemon at DOCKER_HOST (CI starts it), else one started here.
 
     Fails, never skips, when no daemon can run: the Docker executor is part of the
@@ -368,8 +368,8 @@ def _require_image(base_url: str, image: str) -> None:
 # Kubernetes: the fake API server (tests/fake_k8s.py); no real one can run here
 
 
-@pytest.fixture(scope="session")
-def fake_kubernetes() -> Iterator[Any]:
+@pytest.fixture(scope="session", name="fake_kubernetes")
+def fake_kubernetes_fixture() -> Iterator[Any]:
     """The FAKE API server; every Job posted to it is checked against the schema."""
     from fake_k8s import FakeCluster, FakeKubernetes, job_validator
 

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executorkit import BASE_IMAGE, MODULES, DockerDaemon, Sink, docker_daemon, task  # noqa: F401
+from executorkit import (
+    BASE_IMAGE,
+    MODULES,
+    DockerDaemon,
+    Sink,
+    docker_daemon_fixture,  # noqa: F401 - the docker_daemon fixture
+    task,
+)
 
 from cryoflow.graph.model import Outcome, WorkerClass, frozen_map
 from cryoflow.workers.docker import (

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from enginekit import graph, node
-from executorkit import (  # noqa: F401 - fixtures
+from executorkit import (  # noqa: F401 - the fixtures
     BASE_IMAGE,
     MODULES,
     Sink,
-    dask_cluster,
-    docker_daemon,
-    fake_kubernetes,
+    dask_cluster_fixture,
+    docker_daemon_fixture,
+    fake_kubernetes_fixture,
     task,
 )
 
