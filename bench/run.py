@@ -67,7 +67,8 @@ class Bench:
     def __init__(self, graph: Graph, folder: Path) -> None:
         self.store = Store.open(folder, workflow=graph.name)
         self.head = Head(graph, store=self.store,
-                         executor=LocalExecutor(workers=2, admin_workers=0, gpus=0))
+                         executor=LocalExecutor(workers=2, admin_workers=0, gpus=0,
+                                                prefetch=1))
 
     async def __aenter__(self) -> Head:
         await self.head.start()

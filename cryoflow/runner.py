@@ -67,7 +67,7 @@ def build_executor(settings: RunSettings) -> Executor:
             workers=settings.workers, admin_workers=settings.admin_workers, gpus=gpus,
             max_jobs_per_worker=settings.max_jobs_per_worker,
             max_worker_memory_mb=settings.max_worker_memory_mb,
-            kill_grace_s=settings.kill_grace_s,
+            kill_grace_s=settings.kill_grace_s, prefetch=settings.prefetch,
         )
     raise CryoflowError(
         f"executor '{settings.executor}' is not available here; use --executor local")

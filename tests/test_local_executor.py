@@ -492,3 +492,46 @@ def test_workers_and_their_children_die_with_a_killed_head(tmp_path: Path) -> No
         head.wait()
         if head.stdout:
             head.stdout.close()
+
+
+# Jobs sent ahead (prefetch)
+
+
+def test_a_busy_worker_takes_one_job_ahead_and_runs_it_next() -> None:
+    async def body(executor: LocalExecutor, sink: Sink) -> None:
+        executor.submit(task("probe_sleep", "a", {"seconds": 0.3}))
+        assert executor.free_slots()[WorkerClass.NORMAL] == 1
+        executor.submit(task("probe_noop", "b"))
+        assert executor.free_slots()[WorkerClass.NORMAL] == 0
+        first, second = await sink.result("a"), await sink.result("b")
+        assert (first.outcome, second.outcome) == (Outcome.SUCCESS, Outcome.SUCCESS)
+        finished = [e[1] for e in sink.events if e[0] == "finished"]
+        assert finished == ["a", "b"]
+
+    run_with(body, prefetch=1)
+
+
+def test_a_job_cancelled_while_sent_ahead_ends_unrun() -> None:
+    async def body(executor: LocalExecutor, sink: Sink) -> None:
+        executor.submit(task("probe_sleep", "a", {"seconds": 0.3}))
+        executor.submit(task("probe_noop", "b"))
+        executor.cancel("b")
+        result = await sink.result("b")
+        assert result.outcome is Outcome.CANCEL
+        assert result.error == "cancelled before it started"
+        assert (await sink.result("a")).outcome is Outcome.SUCCESS
+
+    run_with(body, prefetch=1)
+
+
+def test_jobs_sent_ahead_to_a_worker_that_dies_are_reported_lost() -> None:
+    async def body(executor: LocalExecutor, sink: Sink) -> None:
+        executor.submit(task("probe_sleep", "a", {"seconds": 30}))
+        executor.submit(task("probe_noop", "b"))
+        await sink.until(lambda: sink.of("started", "a"))
+        os.killpg(executor._by_job["a"].pid, signal.SIGKILL)
+        await sink.until(lambda: "a" in sink.ended and "b" in sink.ended)
+        assert isinstance(sink.ended["a"], str) and isinstance(sink.ended["b"], str)
+        assert "before the job started" in sink.ended["b"]
+
+    run_with(body, prefetch=1)

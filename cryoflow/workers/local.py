@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -72,6 +73,8 @@ class _Worker:
     ready: asyncio.Future[None] | None = None
     is_ready: bool = False
     job: Task | None = None
+    backlog: deque[Task] = field(default_factory=deque)
+    """Tasks sent ahead to this worker, to start as soon as ``job`` ends."""
     job_started: float = 0.0
     jobs_done: int = 0
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
@@ -92,6 +95,9 @@ class LocalExecutor:
 
     ``workers`` defaults to ``os.cpu_count()``; each of the ``gpus`` workers gets its own
     ``CUDA_VISIBLE_DEVICES``; ``env`` is added to every worker's environment.
+    ``prefetch`` lets each busy worker hold that many jobs sent ahead, so it never waits
+    for the head between short jobs (a job sent ahead may start after a higher-priority
+    job queued later; its timeout starts when it starts). Off when recycling by memory.
     """
 
     def __init__(
@@ -104,6 +110,7 @@ class LocalExecutor:
         max_worker_memory_mb: int = 0,
         kill_grace_s: float = 2.0,
         env: Mapping[str, str] | None = None,
+        prefetch: int = 0,
     ) -> None:
         self._counts = {
             WorkerClass.NORMAL: os.cpu_count() or 1 if workers is None else workers,
@@ -113,6 +120,7 @@ class LocalExecutor:
         self._max_jobs = max_jobs_per_worker
         self._max_rss = max_worker_memory_mb * 2**20
         self._grace_s = kill_grace_s
+        self._prefetch = 0 if max_worker_memory_mb else prefetch
         self._env = dict(env or {})
         self._idle: dict[WorkerClass, list[_Worker]] = {c: [] for c in WorkerClass}
         self._workers: set[_Worker] = set()
@@ -150,7 +158,23 @@ class LocalExecutor:
             raise WorkerError(f"local workers did not start: {exc}") from exc
 
     def free_slots(self) -> Mapping[WorkerClass, int]:
-        return {c: len(idle) for c, idle in self._idle.items()}
+        """Idle workers, plus room to send busy workers their next job ahead of time."""
+        free = {c: len(idle) for c, idle in self._idle.items()}
+        if self._prefetch:
+            for worker in self._workers:
+                if worker.job is not None and self._can_take_ahead(worker):
+                    free[worker.slot.worker_class] += self._prefetch - len(worker.backlog)
+        return free
+
+    def _can_take_ahead(self, worker: _Worker) -> bool:
+        """May ``worker`` be sent a job before its current one ends?
+
+        Not while it retires, and not when it will be recycled before reaching it.
+        """
+        if worker.retiring or worker.exit_seen or len(worker.backlog) >= self._prefetch:
+            return False
+        upcoming = worker.jobs_done + 1 + len(worker.backlog)
+        return not (self._max_jobs and upcoming >= self._max_jobs)
 
     def capacity(self) -> Mapping[WorkerClass, int]:
         return dict(self._counts)
@@ -159,15 +183,29 @@ class LocalExecutor:
         """Hand ``task`` to an idle worker of its class; ValueError if there is none."""
         if task.id in self._by_job:
             raise ValueError(f"job {task.id} is already running")
-        try:
-            worker = self._idle[task.worker_class].pop()
-        except IndexError:
-            raise ValueError(f"no idle {task.worker_class} worker for job {task.id}") from None
-        worker.job, worker.job_started, worker.timed_out = task, time.time(), False
+        idle = self._idle[task.worker_class]
+        if idle:
+            worker = idle.pop()
+            self._begin(worker, task)
+        else:
+            worker = self._ahead_worker(task)
+            worker.backlog.append(task)
         self._by_job[task.id] = worker
+        self._send(worker, wire.encode_task(task))
+
+    def _ahead_worker(self, task: Task) -> _Worker:
+        """The busy worker of the task's class with the shortest backlog that may take it."""
+        busy = [w for w in self._workers if w.slot.worker_class is task.worker_class
+                and w.job is not None and self._can_take_ahead(w)]
+        if not busy:
+            raise ValueError(f"no free {task.worker_class} worker for job {task.id}")
+        return min(busy, key=lambda w: len(w.backlog))
+
+    def _begin(self, worker: _Worker, task: Task) -> None:
+        """``task`` is now the job ``worker`` runs; its timeout starts now."""
+        worker.job, worker.job_started, worker.timed_out = task, time.time(), False
         if task.timeout_s is not None:
             self._later(worker, task.timeout_s, self._on_deadline, worker, task.id)
-        self._send(worker, wire.encode_task(task))
 
     def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
         """Ask the job to stop; kill its worker if it still runs ``grace_s`` later."""
@@ -175,6 +213,8 @@ class LocalExecutor:
         if worker is None or worker.retiring:
             return
         self._send(worker, wire.encode({"op": "cancel", "job_id": job_id}))
+        if worker.job is None or worker.job.id != job_id:
+            return  # sent ahead: the worker ends it unrun when its turn comes
         error = f"cancelled; the job was killed after a grace of {grace_s:g}s"
         self._later(worker, grace_s, self._kill_job, worker, job_id, Outcome.CANCEL, error)
 
@@ -256,7 +296,9 @@ class LocalExecutor:
         if worker.timed_out:
             outcome, error = Outcome.TIMEOUT, _timeout_error(task)
         worker.jobs_done += 1
-        if self._should_recycle(worker):
+        if worker.backlog:
+            self._begin(worker, worker.backlog.popleft())
+        elif self._should_recycle(worker):
             self._retire(worker)
             self._spawn(worker.slot)
         else:
@@ -378,6 +420,10 @@ class LocalExecutor:
             if self._stopping:
                 reason = f"the executor stopped while the job ran ({reason})"
             self._sink.job_lost(task.id, reason)
+        while worker.backlog:
+            task = worker.backlog.popleft()
+            self._by_job.pop(task.id, None)
+            self._sink.job_lost(task.id, f"its worker {how} before the job started")
         if worker.retiring or self._stopping:
             return
         if not worker.is_ready:

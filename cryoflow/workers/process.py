@@ -53,6 +53,8 @@ class WorkerProcess:
         self._jobs: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._current: tuple[str, threading.Event] | None = None
+        self._cancelled_ahead: set[str] = set()
+        """Queued jobs cancelled before they started: they end at once, unrun."""
         self._announced = True
         self._log_bytes = 0
         self._dropped = 0
@@ -67,6 +69,13 @@ class WorkerProcess:
             self._run(task)
 
     def _run(self, task: Task) -> None:
+        with self._lock:
+            skip = task.id in self._cancelled_ahead
+            self._cancelled_ahead.discard(task.id)
+        if skip:
+            result = JobResult(Outcome.CANCEL, error="cancelled before it started")
+            self._outbox.send(finished_message(task.id, result, announce=True))
+            return
         cancel = threading.Event()
         with self._lock:
             self._current, self._announced = (task.id, cancel), False
@@ -137,6 +146,8 @@ class WorkerProcess:
         with self._lock:
             if self._current and job_id in (None, self._current[0]):
                 self._current[1].set()
+            elif job_id is not None:
+                self._cancelled_ahead.add(job_id)
 
     def _on_head_gone(self) -> None:
         """The pipe closed: stop the running job and exit; kill everything if orphaned."""
