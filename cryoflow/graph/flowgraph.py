@@ -1,8 +1,11 @@
 """Flow strings (``"a; b || c"``) and the Python callables they name → a :class:`Graph`.
 
-Every name becomes a node running the built-in ``python`` placeholder module, with
-``extra["callable"]`` naming the function: its dotted import name when it has one,
-else the name it was registered under. The parsed grouping is kept in
+Every name becomes a node running the built-in ``python`` module
+(``modules/python.py``), with ``extra["callable"]`` naming the function: its dotted
+import name when it has one, else the name it was registered under. Its literal
+arguments tell the module what to call and pass it the parents' results
+(:func:`python_args`); a node runs only when all its parents succeeded. The parsed
+grouping is kept in
 :attr:`Graph.flow` for ``ccworkflow --explain``. A flow has no input modules: its
 first steps are direct children of ``entry`` but not input nodes; a run starts with
 one pebble given by the caller.
@@ -15,10 +18,20 @@ from typing import Any
 
 from cryoflow.errors import GraphError, GraphValidationError
 from cryoflow.graph.flow import FlowPlan, parse_flow
-from cryoflow.graph.model import ENTRY, Graph, Node, frozen_map
+from cryoflow.graph.model import (
+    ENTRY,
+    ArgSource,
+    ArgSpec,
+    Graph,
+    Node,
+    RunOn,
+    frozen_map,
+)
+from cryoflow.graph.modules import builtin_modules_dir
 from cryoflow.graph.nodes import Problems, name_problem
 from cryoflow.graph.schema import suggest
 from cryoflow.graph.validate import GraphFacts, validate
+from cryoflow.pyapi.calls import import_path, import_ref
 
 PYTHON_MODULE = "python"
 """The placeholder module of nodes that call a Python function."""
@@ -31,6 +44,45 @@ def callable_ref(name: str, function: Callable[..., Any]) -> str:
     if not module or not qualname or module == "__main__" or "<" in qualname:
         return name
     return f"{module}.{qualname}"
+
+
+def python_module_ref() -> str:
+    """The file of the built-in ``python`` module."""
+    return str(builtin_modules_dir() / f"{PYTHON_MODULE}.py")
+
+
+def python_args(
+    ref: str, parents: tuple[str, ...], path: str | None = None, **literals: Any
+) -> Mapping[str, ArgSpec]:
+    """The arguments of a node that calls ``ref`` with its parents' results."""
+    real = tuple(p for p in parents if p != ENTRY)
+    args: dict[str, ArgSpec] = {
+        "callable": ArgSpec(ArgSource.LITERAL, value=ref),
+        "parents": ArgSpec(ArgSource.LITERAL, value=list(real)),
+    }
+    if path:
+        args["path"] = ArgSpec(ArgSource.LITERAL, value=path)
+    for parent in real:
+        args[f"input:{parent}"] = ArgSpec(
+            ArgSource.OUTPUT, ref=f"{parent}.result", has_default=True, default=None)
+    for name, value in literals.items():
+        args[name] = ArgSpec(ArgSource.LITERAL, value=value)
+    return frozen_map(args)
+
+
+def python_node(name: str, parents: tuple[str, ...], ref: str, *, path: str | None = None,
+                extra: Mapping[str, Any] | None = None) -> Node:
+    """A node that runs the built-in ``python`` module on ``ref`` once its parents succeed."""
+    parents = parents or (ENTRY,)
+    return Node(
+        name=name,
+        module=PYTHON_MODULE,
+        module_ref=python_module_ref(),
+        parents=parents,
+        args=python_args(ref, parents, path),
+        run_on=RunOn.SUCCESS,
+        extra=frozen_map(extra or {"callable": ref}),
+    )
 
 
 def flow_graph(
@@ -75,7 +127,7 @@ def _node(
     problem = name_problem(step)
     if problem:
         problems.error(where, problem)
-    ref = step
+    ref, call, path = step, step, None
     if functions is not None:
         if step not in functions:
             known = ", ".join(sorted(functions)) or "none"
@@ -87,9 +139,33 @@ def _node(
             problems.error(where, f"{functions[step]!r} is not callable")
         else:
             ref = callable_ref(step, functions[step])
-    return Node(
-        name=step,
-        module=PYTHON_MODULE,
-        parents=plan.deps.get(step) or (ENTRY,),
-        extra=frozen_map({"callable": ref}),
+            call = import_ref(functions[step]) or step
+            path = import_path(functions[step])
+    return python_node(step, plan.deps.get(step) or (ENTRY,), call, path=path,
+                       extra={"callable": ref})
+
+
+def nodes_graph(
+    nodes: list[Node],
+    *,
+    name: str,
+    source: str = "<flow>",
+    parents_key: str = "dependencies",
+) -> Graph:
+    """Check ``nodes`` (unique names, known parents, no cycle) and build their graph."""
+    problems = Problems(source)
+    for node in nodes:
+        problem = name_problem(node.name)
+        if problem:
+            problems.error(f"node {node.name!r}", problem)
+    facts = GraphFacts(
+        nodes=nodes,
+        labels={n.name: f"node {n.name!r}" for n in nodes},
+        infos={},
+        outputs_known=frozenset(),
+        input_modules=False,
+        parents_key=parents_key,
     )
+    order = validate(facts, problems)
+    problems.raise_errors(lambda line: None)
+    return Graph(name=name, nodes=frozen_map({n.name: n for n in order}), source=source)

@@ -10,7 +10,11 @@ Each spec is a node running the ``funcspec`` placeholder module; ``funcname``,
 ``args``, ``kwargs`` and ``executortype`` (and ``env``, ``label``, ``maxwaittime``
 when given) are kept in :attr:`Node.extra` for the executor that takes the job.
 ``maxexectime`` becomes ``timeout`` and ``maxretries`` ``retries`` (values <= 0 mean
-none). Specs without dependencies start the run; they are not input nodes.
+none). Specs without dependencies start the run; they are not input nodes. A process
+starts only when all its dependencies succeeded. Its arguments carry its parents'
+results in the order of its ``dependencies`` (the process's input); a spec without an
+``executortype`` runs ``funcname`` (``package.module:function``) with the built-in
+``python`` module.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from cryoflow.graph.model import ENTRY, Graph, Node, frozen_map
+from cryoflow.graph.flowgraph import python_args, python_module_ref
+from cryoflow.graph.model import ENTRY, Graph, Node, RunOn, frozen_map
 from cryoflow.graph.nodes import Problems, name_problem, strings
 from cryoflow.graph.schema import SchemaChecker, render_path, suggest
 from cryoflow.graph.validate import GraphFacts, validate
@@ -95,7 +100,7 @@ def funcspec_graph(
     _check(wrapped, problems, lenient)
     problems.raise_errors(warn or (lambda line: None))
     specs = wrapped["functionspecs"]
-    nodes = [_node(spec, problems) for spec in specs]
+    nodes = [spec_node(spec, problems) for spec in specs]
     facts = GraphFacts(
         nodes=nodes,
         labels={n.name: f"function spec {n.name!r}" for n in nodes},
@@ -126,6 +131,13 @@ def _check(wrapped: Mapping[str, Any], problems: Problems, lenient: bool) -> Non
             problems.error(where, f"key {'.'.join(map(str, rest))!r}: {text}" if rest else text)
 
 
+def spec_problems(spec: Any) -> list[str]:
+    """Why one function spec is not valid (an empty list when it is)."""
+    problems = Problems("function spec")
+    _check({"functionspecs": [spec]}, problems, lenient=False)
+    return problems.errors
+
+
 @lru_cache(maxsize=1)
 def _checker() -> SchemaChecker:
     return SchemaChecker(FUNCSPEC_SCHEMA)
@@ -150,8 +162,10 @@ def _known(path: tuple[str | int, ...]) -> list[str]:
     return list(FUNCSPEC_SCHEMA["properties"])
 
 
-def _node(spec: Mapping[str, Any], problems: Problems) -> Node:
+def spec_node(spec: Mapping[str, Any], problems: Problems | None = None) -> Node:
+    """The node of one (already checked) function spec."""
     name = spec["nodename"]
+    problems = Problems("<spec>") if problems is None else problems
     problem = name_problem(name)
     if problem:
         problems.error(f"function spec {name!r}", problem)
@@ -165,10 +179,14 @@ def _node(spec: Mapping[str, Any], problems: Problems) -> Node:
     extra.update({k: spec[k] for k in _KEPT if k in spec})
     exec_s = spec.get("maxexectime")
     retries = spec.get("maxretries")
+    parents = strings(conditions.get("dependencies")) or (ENTRY,)
     return Node(
         name=name,
         module=FUNCSPEC_MODULE,
-        parents=strings(conditions.get("dependencies")) or (ENTRY,),
+        module_ref=python_module_ref(),
+        parents=parents,
+        args=python_args(extra["funcname"], parents, args=extra["args"], kwargs=extra["kwargs"]),
+        run_on=RunOn.SUCCESS,
         priority=int(spec.get("priority", 50)),
         timeout_s=float(exec_s) if exec_s is not None and exec_s > 0 else None,
         retries=int(retries) if retries is not None and retries > 0 else 0,

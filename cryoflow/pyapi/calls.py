@@ -1,0 +1,218 @@
+"""Python callables as nodes: references a worker can import, and how they are called.
+
+A node that runs a Python callable carries, as literal arguments:
+
+- ``callable``: ``"package.module:qualname"`` (``"mod:MyFlow.a"`` for a method: the
+  class is instantiated with no arguments in the worker), or ``"inline:TOKEN"`` for a
+  callable registered in this process with :func:`register_inline` (lambdas, functions
+  of ``__main__``; only the inline executor can call those);
+- ``path``: the ``sys.path`` folder the callable's module is imported from;
+- ``parents``: the node's parents in dependency order, and one ``input:PARENT``
+  argument per parent holding that parent's ``result``;
+- for function specs, ``args`` and ``kwargs``; for operation tasks, ``env``.
+
+The callable's parameters are filled by name: a parent's name gets that parent's
+result, ``inputs`` the list of parent results in dependency order, ``input`` their
+concatenation (a list result is spliced in, as ColonyOS passes outputs on).
+:func:`call_node` returns the node's output: ``{"result": value}``, plus the
+``status``, ``color``, ``shape``, ``label`` and ``value`` keys of a returned dict so the
+live view can draw the node with them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cryoflow.errors import CryoflowError
+
+INLINE_PREFIX = "inline:"
+DISPLAY_KEYS = ("status", "color", "shape", "label", "value")
+"""Keys of a returned dict that the live view uses to draw the node."""
+
+_inline: dict[str, Callable[..., Any]] = {}
+_inline_lock = threading.Lock()
+_env_lock = threading.Lock()
+
+
+class CallableError(CryoflowError):
+    """A node's Python callable cannot be found, imported or called."""
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def import_ref(function: Callable[..., Any]) -> str | None:
+    """``"module:qualname"`` when a worker process can import ``function``, else None.
+
+    Lambdas, nested functions and anything defined in ``__main__`` cannot be imported.
+    """
+    module = getattr(function, "__module__", None)
+    qualname = getattr(function, "__qualname__", None)
+    if not module or not qualname or module == "__main__" or "<" in qualname:
+        return None
+    return f"{module}:{qualname}"
+
+
+def import_path(function: Callable[..., Any]) -> str | None:
+    """The ``sys.path`` folder ``function``'s module is imported from, when it has a file."""
+    module = sys.modules.get(getattr(function, "__module__", "") or "")
+    file = getattr(module, "__file__", None)
+    if module is None or not file:
+        return None
+    root = Path(file).resolve().parent
+    depth = module.__name__.count(".") + (1 if Path(file).stem == "__init__" else 0)
+    for _ in range(depth):
+        root = root.parent
+    return str(root)
+
+
+def why_not_importable(name: str, function: Callable[..., Any]) -> str:
+    """A sentence saying why a worker process cannot import ``function``."""
+    qualname = getattr(function, "__qualname__", "") or ""
+    if "<lambda>" in qualname:
+        what = "is a lambda"
+    elif "<locals>" in qualname:
+        what = "is defined inside another function"
+    elif getattr(function, "__module__", None) == "__main__":
+        what = "is defined in the __main__ script"
+    else:
+        what = "has no importable module and name"
+    return (f"function {name!r} {what}, so worker processes cannot import it; define it "
+            "at the top level of an importable module, or run with run(inline=True)")
+
+
+def register_inline(function: Callable[..., Any]) -> str:
+    """Keep ``function`` in this process's table; return its ``inline:`` reference."""
+    token = f"{INLINE_PREFIX}{uuid.uuid4().hex}"
+    with _inline_lock:
+        _inline[token] = function
+    return token
+
+
+def forget_inline(refs: Sequence[str]) -> None:
+    """Drop callables registered with :func:`register_inline`."""
+    with _inline_lock:
+        for ref in refs:
+            _inline.pop(ref, None)
+
+
+def resolve(ref: str, path: str | None = None) -> Callable[..., Any]:
+    """The callable ``ref`` names (see the module docstring)."""
+    if ref.startswith(INLINE_PREFIX):
+        with _inline_lock:
+            found = _inline.get(ref)
+        if found is None:
+            raise CallableError(
+                f"callable {ref} was registered in another process; functions that "
+                "cannot be imported only run with run(inline=True)")
+        return found
+    module_name, sep, qualname = ref.partition(":")
+    if not sep or not module_name or not qualname:
+        raise CallableError(
+            f"{ref!r} is not a callable reference; write 'package.module:function' "
+            "(or 'package.module:Class.method')")
+    return _walk(_import(module_name, path, ref), qualname, ref)
+
+
+def _import(module_name: str, path: str | None, ref: str) -> Any:
+    if path and path not in sys.path:
+        sys.path.append(path)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CallableError(f"cannot import {module_name!r} for {ref!r}: {exc}") from exc
+
+
+def _walk(target: Any, qualname: str, ref: str) -> Callable[..., Any]:
+    for part in qualname.split("."):
+        if isinstance(target, type) and inspect.isfunction(target.__dict__.get(part)):
+            target = target()  # a method: call it on a fresh instance
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CallableError(f"{ref!r}: there is no {part!r} in {target!r}") from None
+    if not callable(target):
+        raise CallableError(f"{ref!r} names {target!r}, which is not callable")
+    return target
+
+
+# ----------------------------------------------------------------------------- calling
+
+
+def call_node(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Call the node's callable with its arguments; return the node's output."""
+    function = resolve(str(args["callable"]), args.get("path"))
+    results = {p: args.get(f"input:{p}") for p in args.get("parents") or ()}
+    positional = list(args.get("args") or ())
+    named = bind(function, results, positional, dict(args.get("kwargs") or {}))
+    with environment(args.get("env") or {}):
+        value = function(*positional, **named)
+    return output_of(value)
+
+
+def bind(
+    function: Callable[..., Any], results: Mapping[str, Any], positional: Sequence[Any],
+    kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Keyword arguments for ``function``: ``kwargs`` plus the parent results it names."""
+    try:
+        params = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    named = dict(kwargs)
+    offered = {"inputs": list(results.values()), "input": concatenate(results.values()),
+               **results}
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    for index, param in enumerate(params):
+        taken = index < len(positional) and param.kind is not inspect.Parameter.KEYWORD_ONLY
+        if param.kind in kinds and not taken and param.name not in named:
+            if param.name in offered:
+                named[param.name] = offered[param.name]
+    return named
+
+
+def concatenate(results: Any) -> list[Any]:
+    """Parent results joined as ColonyOS passes outputs on: lists spliced, values appended."""
+    joined: list[Any] = []
+    for result in results:
+        if isinstance(result, list):
+            joined.extend(result)
+        elif result is not None:
+            joined.append(result)
+    return joined
+
+
+def output_of(value: Any) -> dict[str, Any]:
+    """The node output for a return value: the result plus the keys the view draws with."""
+    output: dict[str, Any] = {"result": value}
+    if isinstance(value, Mapping):
+        output.update({k: value[k] for k in DISPLAY_KEYS if k in value})
+    return output
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, Any]) -> Iterator[None]:
+    """Set ``env`` as environment variables for the call, then restore the old values."""
+    if not env:
+        yield
+        return
+    with _env_lock:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update({k: str(v) for k, v in env.items()})
+        try:
+            yield
+        finally:
+            for key, old in saved.items():
+                if old is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = old
