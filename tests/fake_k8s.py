@@ -531,10 +531,19 @@ def job_validator() -> Callable[[Mapping[str, Any]], list[str]]:
 
     validator = Draft202012Validator(json.loads(JOB_SCHEMA.read_text()))
 
+    def leaves(error: Any) -> Iterator[Any]:
+        """The innermost errors: an ``anyOf [object, null]`` hides them in its context."""
+        if not error.context:
+            yield error
+        for sub in error.context:
+            yield from leaves(sub)
+
     def problems(job: Mapping[str, Any]) -> list[str]:
+        found = (leaf for error in validator.iter_errors(job) for leaf in leaves(error))
         return [
             f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-            for e in validator.iter_errors(job)
+            for e in found
+            if not e.message.endswith("is not of type 'null'")
         ]
 
     return problems
