@@ -22,10 +22,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import boto3
 import psutil
@@ -35,7 +36,22 @@ from cryoflow.staging.registry import StagerPool
 from cryoflow.staging.stage import stage_in, stage_out
 
 MiB = 1 << 20
-KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An S3 server to measure against, and its keys."""
+
+    url: str
+    access_key: str = "bench"
+    secret_key: str = "bench"
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """``http://KEY:SECRET@host:port``."""
+        parts = urlsplit(text)
+        url = f"{parts.scheme}://{parts.hostname}:{parts.port}"
+        return cls(url, unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,7 @@ class PeakRss:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server() -> Iterator[Endpoint]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -90,7 +106,7 @@ def moto_server() -> Iterator[str]:
     )
     try:
         _wait_for(port)
-        yield f"http://127.0.0.1:{port}"
+        yield Endpoint(f"http://127.0.0.1:{port}")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -123,10 +139,10 @@ def measure(direction: str, client: str, size: int, action: Callable[[], Any]) -
     return Row(direction, client, seconds, size, rss.growth)
 
 
-def run(size: int, folder: Path, repeat: int) -> list[Row]:
+def run(size: int, folder: Path, repeat: int, server: Endpoint | None) -> list[Row]:
     src = folder / "object.bin"
     write_file(src, size)
-    with moto_server() as endpoint:
+    with nullcontext(server) if server else moto_server() as endpoint:
         rounds = [one_round(endpoint, src, folder, size) for _ in range(repeat)]
     return [best(same) for same in zip(*rounds)]
 
@@ -137,12 +153,21 @@ def best(rows: tuple[Row, ...]) -> Row:
     return replace(fastest, peak_rss=max(r.peak_rss for r in rows))
 
 
-def one_round(endpoint: str, src: Path, folder: Path, size: int) -> list[Row]:
-    s3 = boto3.client("s3", endpoint_url=endpoint, **KEYS)
+def one_round(endpoint: Endpoint, src: Path, folder: Path, size: int) -> list[Row]:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint.url,
+        aws_access_key_id=endpoint.access_key,
+        aws_secret_access_key=endpoint.secret_key,
+        region_name="us-east-1",
+    )
     if "bench" not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket="bench")
     settings = S3Settings(
-        endpoint_url=endpoint, access_key="bench", secret_key="bench", region="us-east-1"
+        endpoint_url=endpoint.url,
+        access_key=endpoint.access_key,
+        secret_key=endpoint.secret_key,
+        region="us-east-1",
     )
     config = StagingConfig(s3=settings)
     pool = StagerPool(config)  # made once, as a worker does; so is the boto3 client
@@ -177,6 +202,8 @@ def one_round(endpoint: str, src: Path, folder: Path, size: int) -> list[Row]:
         ),
     ]
     _check_same(src, folder / "work" / "object.bin")
+    for key in ("boto3/object.bin", "cryoflow/object.bin"):
+        s3.delete_object(Bucket="bench", Key=key)
     s3.close()
     pool.close()
     (folder / "boto3.bin").unlink()
@@ -217,17 +244,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 MiB instead of 1 GiB")
     parser.add_argument("--size-mib", type=int, default=None)
+    parser.add_argument("--s3-url", help="measure against http://KEY:SECRET@host:port instead")
     parser.add_argument("--repeat", type=int, default=None, help="best of N (quick: 3)")
     args = parser.parse_args(argv)
     repeat = args.repeat or (3 if args.quick else 1)
     size = (args.size_mib or (64 if args.quick else 1024)) * MiB
     folder = Path(tempfile.mkdtemp(prefix="cryoflow-bench-"))
     try:
-        rows = run(size, folder, repeat)
+        server = Endpoint.parse(args.s3_url) if args.s3_url else None
+        rows = run(size, folder, repeat, server)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    where = urlsplit(args.s3_url).hostname if args.s3_url else "loopback moto S3"
     print(
-        f"object: {size / MiB:.0f} MiB over loopback moto S3, best of {repeat} "
+        f"object: {size / MiB:.0f} MiB over {where}, best of {repeat} "
         f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})"
     )
     print(table(rows))

@@ -22,10 +22,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -161,9 +162,12 @@ def _user_name() -> str:
 
 @dataclass(frozen=True)
 class MotoServer:
+    """An S3 endpoint for tests: moto's server, or the real one named by the environment."""
+
     endpoint: str
     port: int
     client: Any
+    keys: dict[str, str] = field(default_factory=lambda: dict(S3_KEYS))
 
     def bucket(self) -> str:
         name = f"b-{uuid.uuid4().hex[:12]}"
@@ -172,7 +176,7 @@ class MotoServer:
 
     def settings(self, endpoint: str | None = None, **more: Any) -> S3Settings:
         values: dict[str, Any] = {
-            **S3_KEYS,
+            **self.keys,
             "endpoint_url": endpoint or self.endpoint,
             "part_bytes": 5 << 20,
             "multipart_threshold_bytes": 6 << 20,
@@ -207,6 +211,52 @@ def moto() -> Iterator[MotoServer]:
             client.close()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def real_s3() -> Iterator[MotoServer]:
+    """A real S3 server (Ceph RGW, MinIO, ...) named by ``CRYOFLOW_TEST_S3_URL``
+    (``http://ACCESS:SECRET@host:port``); skipped when unset. Buckets made here are
+    emptied and removed at the end."""
+    text = os.environ.get("CRYOFLOW_TEST_S3_URL")
+    if not text:
+        pytest.skip("no real S3 server: set CRYOFLOW_TEST_S3_URL=http://KEY:SECRET@host:port")
+    boto3 = pytest.importorskip("boto3")
+    parts = urlsplit(text)
+    endpoint = f"{parts.scheme}://{parts.hostname}:{parts.port}"
+    keys = {
+        "access_key": unquote(parts.username or ""),
+        "secret_key": unquote(parts.password or ""),
+        "region": "us-east-1",
+    }
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=keys["access_key"],
+        aws_secret_access_key=keys["secret_key"],
+        region_name="us-east-1",
+    )
+    server = MotoServer(endpoint, int(parts.port or 80), client, keys)
+    try:
+        yield server
+    finally:
+        _remove_test_buckets(client)
+        client.close()
+
+
+def _remove_test_buckets(client: Any) -> None:
+    for bucket in client.list_buckets().get("Buckets", []):
+        name = bucket["Name"]
+        if not name.startswith("b-"):
+            continue
+        for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=item["Key"])
+        client.delete_bucket(Bucket=name)
 
 
 # -- HTTP
@@ -396,7 +446,7 @@ def local_case(tmp_path: Path) -> BackendCase:
     )
 
 
-def s3_case(moto: MotoServer) -> BackendCase:
+def s3_case(moto: MotoServer, name: str = "s3") -> BackendCase:
     bucket = moto.bucket()
     stager = open_stager("s3", make_config(s3=moto.settings()))
 
@@ -410,7 +460,7 @@ def s3_case(moto: MotoServer) -> BackendCase:
             for o in listed.get("Contents", [])
         )
 
-    return BackendCase("s3", stager, lambda n: f"s3://{bucket}/{n}", seed, exists)
+    return BackendCase(name, stager, lambda n: f"s3://{bucket}/{n}", seed, exists)
 
 
 def ssh_case(sshd: SshServer, tmp_path: Path) -> BackendCase:
@@ -439,14 +489,16 @@ def http_case(server: FaultyHttpServer) -> BackendCase:
     )
 
 
-@pytest.fixture(params=["local", "s3", "ssh", "http"])
+@pytest.fixture(params=["local", "s3", "ssh", "http", "s3-real"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendCase]:
-    """Every stager backend in turn, against its real server."""
+    """Every stager backend in turn, against its real server (``s3-real``: see real_s3)."""
     name = request.param
     if name == "local":
         case = local_case(tmp_path)
     elif name == "s3":
         case = s3_case(request.getfixturevalue("moto"))
+    elif name == "s3-real":
+        case = s3_case(request.getfixturevalue("real_s3"), name)
     elif name == "ssh":
         case = ssh_case(request.getfixturevalue("sshd"), tmp_path)
     else:

@@ -12,12 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
-from staging_fixtures import BackendCase, backend, http_server, moto, sshd
+from staging_fixtures import BackendCase, backend, http_server, moto, real_s3, sshd
 
 from cryoflow.errors import StagingError, TransientStagingError
 from cryoflow.staging.base import Meta, MissingObjectError
 
-__all__ = ["backend", "http_server", "moto", "sshd"]  # fixtures used by name
+__all__ = ["backend", "http_server", "moto", "real_s3", "sshd"]  # fixtures used by name
 
 pytestmark = pytest.mark.timeout(60)
 BIG = 11 << 20  # over the test multipart threshold (6 MiB): 3 parts of 5 MiB

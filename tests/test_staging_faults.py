@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 from harness.proxy import FaultProxy
 from staging_fixtures import (
     FaultyHttpServer,
@@ -124,13 +125,19 @@ def test_s3_downloads_are_retried_through_faults_and_then_match(
     assert _only_final_files(tmp_path / "w") == ["obj.bin"]
 
 
+@pytest.mark.parametrize("uploader", ["cryoflow", "boto3"])
 def test_a_corrupted_multipart_object_fails_its_etag_check_and_is_fetched_again(
-    s3: Any, tmp_path: Path
+    s3: Any, tmp_path: Path, uploader: str
 ):
-    proxy, bucket, config, _ = s3
+    proxy, bucket, config, moto = s3
     src = tmp_path / "parts.bin"
     src.write_bytes(os.urandom(12 << 20))
-    url = stage_out(str(src), f"s3://{bucket}/", basename=True, config=config)
+    if uploader == "cryoflow":  # the part size is in the object's metadata
+        url = stage_out(str(src), f"s3://{bucket}/", basename=True, config=config)
+    else:  # the part size comes from HEAD ?partNumber=1
+        chunks = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+        moto.client.upload_file(str(src), bucket, "parts.bin", Config=chunks)
+        url = f"s3://{bucket}/parts.bin"
     proxy.set_mode("corrupt_after", bytes=3 << 20)
     healer = Healer(proxy)
     path = stage_in(url, {}, work_dir=tmp_path / "w", config=config, sleep=healer)
@@ -173,6 +180,23 @@ def test_an_upload_reset_midway_is_retried_to_one_object_and_no_open_multipart_u
     body = moto.client.get_object(Bucket=bucket, Key="out/result.bin")["Body"]
     assert hashlib.sha256(body.read()).hexdigest() == _sha(src)
     body.close()
+
+
+@pytest.mark.parametrize("size", [2 << 20, 12 << 20], ids=["single", "multipart"])
+def test_an_upload_damaged_on_the_way_is_caught_by_its_etag_and_sent_again(
+    s3: Any, tmp_path: Path, size: int
+):
+    proxy, bucket, config, moto = s3
+    src = tmp_path / "result.bin"
+    src.write_bytes(os.urandom(size))
+    proxy.set_mode("corrupt_after", bytes=1 << 20, side="client")
+    healer = Healer(proxy)
+    stage_out(str(src), f"s3://{bucket}/out/", basename=True, config=config, sleep=healer)
+    assert len(healer.waits) == 1
+    body = moto.client.get_object(Bucket=bucket, Key="out/result.bin")["Body"]
+    assert hashlib.sha256(body.read()).hexdigest() == _sha(src)
+    body.close()
+    assert moto.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 # -- FI-07c disk full

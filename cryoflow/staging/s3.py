@@ -35,14 +35,16 @@ from cryoflow.staging.s3parts import (
     EtagHasher,
     FileRange,
     PartPool,
+    damaged,
     drain,
-    file_md5,
     hash_from_file,
     part_size_for,
     ranges,
 )
 
 T = TypeVar("T")
+PART_BYTES_META = "cryoflow-part-bytes"
+"""Object metadata naming the part size of a multipart upload, to check its ETag later."""
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _DENIED = (
     "AccessDenied",
@@ -61,6 +63,9 @@ _THROTTLED = (
     "RequestLimitExceeded",
     "PreconditionFailed",
     "412",
+    "BadDigest",
+    "XAmzContentSHA256Mismatch",
+    "IncompleteBody",
 )
 _NETWORK = (
     bexc.ConnectionError,
@@ -246,13 +251,20 @@ class S3Stager:
             return EtagHasher(None)
         if "-" not in meta.etag:
             return EtagHasher(meta.etag)
-        return EtagHasher(meta.etag, self._etag_part_bytes(ref, meta))
+        return EtagHasher(meta.etag, self._etag_part_bytes(ref, meta.etag, head))
 
-    def _etag_part_bytes(self, ref: _Ref, meta: Meta) -> int:
-        """The part size behind a multipart ETag, or 0 when the server does not say."""
+    def _etag_part_bytes(self, ref: _Ref, etag: str, head: dict[str, Any]) -> int:
+        """The part size behind a multipart ETag: what cryoflow recorded when it uploaded
+        the object, else the server's answer for part 1 if it counts the same parts (Ceph
+        RGW ignores ``partNumber``); 0 when unknown, and then only the size is checked."""
+        recorded = str(head.get("Metadata", {}).get(PART_BYTES_META, ""))
+        if recorded.isdigit():
+            return int(recorded)
         try:
             part = ref.client.head_object(**ref.loc, PartNumber=1)
         except (bexc.BotoCoreError, bexc.ClientError):
+            return 0
+        if str(part.get("PartsCount")) != etag.rpartition("-")[2]:
             return 0
         return int(part.get("ContentLength") or 0)
 
@@ -323,23 +335,39 @@ class S3Stager:
     # -- writing
 
     def _put_whole(self, ref: _Ref, src: Path, size: int) -> None:
-        md5 = file_md5(src)
-        with open(src, "rb") as body:
-            self._call(
-                ref,
-                "upload to",
-                lambda: ref.client.put_object(
-                    **ref.loc, Body=body, ContentLength=size, ContentMD5=md5
-                ),
+        self._send_range(ref, src, 0, size)
+
+    def _send_range(
+        self, ref: _Ref, src: Path, offset: int, length: int, **part: Any
+    ) -> dict[str, Any]:
+        """PUT one object (or with ``part``, one part) streamed from the file; the MD5
+        taken while sending is checked against the ETag the server answers."""
+        send = ref.client.upload_part if part else ref.client.put_object
+        with FileRange(src, offset, length) as body:
+            reply: dict[str, Any] = self._call(
+                ref, "upload to", lambda: send(**ref.loc, **part, Body=body, ContentLength=length)
             )
+            sent = body.sent_md5()
+        etag = damaged(reply, sent)
+        if etag is not None:
+            where = f"part {part['PartNumber']} of " if part else ""
+            raise TransientStagingError(
+                f"{where}{ref.url} arrived damaged: the server has MD5 {etag}, cryoflow sent {sent}"
+            )
+        return reply
 
     def _put_parts(self, ref: _Ref, src: Path, size: int) -> None:
+        step = part_size_for(size, self.settings.part_bytes)
         created = self._call(
-            ref, "upload to", lambda: ref.client.create_multipart_upload(**ref.loc)
+            ref,
+            "upload to",
+            lambda: ref.client.create_multipart_upload(
+                **ref.loc, Metadata={PART_BYTES_META: str(step)}
+            ),
         )
         upload_id = created["UploadId"]
         try:
-            parts = self._send_parts(ref, src, size, upload_id)
+            parts = self._send_parts(ref, src, size, step, upload_id)
             self._call(
                 ref,
                 "upload to",
@@ -351,27 +379,17 @@ class S3Stager:
             self._abort(ref, upload_id)
             raise
 
-    def _send_parts(self, ref: _Ref, src: Path, size: int, upload_id: str) -> list[dict[str, Any]]:
-        step = part_size_for(size, self.settings.part_bytes)
+    def _send_parts(
+        self, ref: _Ref, src: Path, size: int, step: int, upload_id: str
+    ) -> list[dict[str, Any]]:
         stop = threading.Event()
 
         def send(number: int, offset: int, length: int) -> dict[str, Any]:
             if stop.is_set():
                 raise TransientStagingError(f"upload to {ref.url} stopped")
-            with FileRange(src, offset, length) as body:
-                md5 = body.md5_b64()
-                reply = self._call(
-                    ref,
-                    "upload to",
-                    lambda: ref.client.upload_part(
-                        **ref.loc,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=body,
-                        ContentLength=length,
-                        ContentMD5=md5,
-                    ),
-                )
+            reply = self._send_range(
+                ref, src, offset, length, UploadId=upload_id, PartNumber=number
+            )
             return {"PartNumber": number, "ETag": reply["ETag"]}
 
         with PartPool(self.settings.max_concurrency, stop) as pool:
@@ -402,7 +420,9 @@ def _client_config(s: S3Settings, endpoint: str | None) -> Config:
         max_pool_connections=max(10, s.max_concurrency * 2),
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        s3={"addressing_style": "path" if endpoint else "auto"},
+        # The body is not hashed for the signature (a second read of every part): the
+        # MD5 taken while sending is checked against the ETag the server answers.
+        s3={"addressing_style": "path" if endpoint else "auto", "payload_signing_enabled": False},
     )
 
 

@@ -6,7 +6,6 @@ error handling, and these pieces can be tested without a server.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import threading
@@ -148,38 +147,44 @@ def hash_from_file(fd: int, offset: int, length: int, hasher: EtagHasher) -> Non
 class FileRange:
     """A seekable, read-only view of ``length`` bytes of ``path`` from ``offset``.
 
-    A part is streamed from the file as it is sent, never held in memory whole.
+    A part is streamed from the file as it is sent, never held in memory whole. The MD5
+    of what was read since the last rewind is kept, so the server's ETag for the part
+    can be checked without reading the file twice.
     """
 
     def __init__(self, path: Path, offset: int, length: int) -> None:
         self._file = open(path, "rb")
         self.offset, self.length, self._pos = offset, length, 0
         self._file.seek(offset)
+        self._digest: Any = hashlib.md5()
 
     def read(self, size: int | None = -1) -> bytes:
         left = self.length - self._pos
         data = self._file.read(left if size is None or size < 0 else min(size, left))
-        self._pos += len(data)
         if size and not data and left:
             raise StagingError(f"{self._file.name} changed while it was uploaded")
+        if self._digest is not None:
+            self._digest.update(data)
+        self._pos += len(data)
         return data
 
     def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
         base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self.length}[whence]
-        self._pos = max(0, min(self.length, base + position))
+        target = max(0, min(self.length, base + position))
+        if target != self._pos:
+            self._digest = hashlib.md5() if target == 0 else None
+        self._pos = target
         self._file.seek(self.offset + self._pos)
         return self._pos
 
     def tell(self) -> int:
         return self._pos
 
-    def md5_b64(self) -> str:
-        """Base64 MD5 of the range (for ``Content-MD5``), read once; rewinds after."""
-        digest = hashlib.md5()
-        for chunk in iter(lambda: self.read(CHUNK), b""):
-            digest.update(chunk)
-        self.seek(0)
-        return base64.b64encode(digest.digest()).decode()
+    def sent_md5(self) -> str | None:
+        """Hex MD5 of the whole range when it was read through once in order, else None."""
+        if self._digest is None or self._pos != self.length:
+            return None
+        return str(self._digest.hexdigest())
 
     def close(self) -> None:
         self._file.close()
@@ -191,9 +196,13 @@ class FileRange:
         self.close()
 
 
-def file_md5(src: Path) -> str:
-    digest = hashlib.md5()
-    with open(src, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode()
+def damaged(reply: dict[str, Any], sent_md5: str | None) -> str | None:
+    """The server's ETag when it shows the bytes it stored are not the bytes sent.
+
+    Only plain MD5 ETags are compared: not those of SSE-KMS or SSE-C objects.
+    """
+    etag = str(reply.get("ETag", "")).strip('"')
+    encrypted = str(reply.get("ServerSideEncryption", "")).startswith("aws:kms")
+    if not sent_md5 or encrypted or reply.get("SSECustomerAlgorithm") or len(etag) != 32:
+        return None
+    return etag if etag != sent_md5 else None

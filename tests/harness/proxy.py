@@ -9,7 +9,9 @@ the byte counts of open connections):
 - ``blackhole``: accept and swallow everything, answer nothing.
 - ``slow``: relay the server's bytes at ``bps`` bytes per second.
 - ``truncate_after``: relay ``bytes`` of the server's answer, then close cleanly (FIN).
-- ``corrupt_after``: relay, but flip the bits of the server's byte number ``bytes``.
+- ``corrupt_after``: relay, but flip the bits of byte number ``bytes`` of the
+  connection, in the server's answer (``side="upstream"``, the default) or in what the
+  client sends (``side="client"``).
 - ``respond``: answer the next request on a connection with the raw bytes ``data``
   and close it (canned HTTP errors such as S3's ``503 SlowDown``).
 
@@ -109,7 +111,7 @@ class _Relay:
             return self._truncate(data, mode.params["bytes"])
         if mode.name == "slow" and side == "upstream":
             return self._drip(data, mode.params["bps"])
-        if mode.name == "corrupt_after" and side == "upstream":
+        if mode.name == "corrupt_after" and side == mode.params.get("side", "upstream"):
             data = self._flip(data, mode.params["bytes"])
         self.count += len(data)
         (self.upstream if side == "client" else self.client).sendall(data)
