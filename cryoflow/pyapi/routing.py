@@ -1,9 +1,10 @@
-"""An executor in front of another: jobs for external executors, started jobs, growth.
+"""An executor in front of others: external executors, containers, started jobs, growth.
 
 :class:`RoutingExecutor` hands every task to its ``inner`` executor, except tasks whose
 node has ``extra["executortype"]``: those go to an :class:`ExternalQueue` (the
 ColonyOS-style assignment queue of :mod:`cryoflow.api.colony`), where executors pull
-them over the REST API. It also watches what the inner executor reports:
+them over the REST API; and, when a ``containers`` executor is given, tasks of nodes
+with a ``docker`` or ``image`` go to it. It also watches what the executors report:
 
 - ``job_started`` is passed to ``on_started`` (the active records of a flow);
 - a status value under :data:`ADD_CHILD_KEY` (set by :func:`cryoflow.pyapi.dynamic.add_child`
@@ -14,7 +15,7 @@ The head counts one free slot per external task it hands over, though no local s
 taken; the status value ``NODE.executor = "waiting"`` published for such a task makes
 the head look again at once. When the inner executor is full, one extra slot per class
 is offered so that external tasks never wait behind local ones; a local task taken
-through it is held here until a local slot frees.
+through it is held here until a slot of its executor frees.
 """
 
 from __future__ import annotations
@@ -52,52 +53,70 @@ class RoutingExecutor:
         self,
         inner: Executor,
         *,
+        containers: Executor | None = None,
         external: ExternalQueue | None = None,
         on_started: Callable[[str], None] | None = None,
         on_grow: Grow | None = None,
     ) -> None:
         self.inner = inner
+        self.targets: tuple[Executor, ...] = (inner,) if containers is None else (
+            inner, containers)
         self.external = external
         self.on_started = on_started
         self.on_grow = on_grow
         self._sink: _WatchingSink | None = None
         self._external_jobs: set[str] = set()
-        self._held: dict[WorkerClass, list[Task]] = {}
+        self._held: dict[tuple[int, WorkerClass], list[Task]] = {}
         self._refused: dict[str, str] = {}
 
     async def start(self, sink: JobSink) -> None:
         self._sink = _WatchingSink(self, sink)
-        await self.inner.start(self._sink)
+        started: list[Executor] = []
+        try:
+            for target in self.targets:
+                await target.start(self._sink)
+                started.append(target)
+        except BaseException:
+            for target in started:
+                await target.stop()
+            raise
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         if self.external is not None and self._sink is not None:
             self.external.drop(self._sink)
         self._held.clear()
-        await self.inner.stop(timeout_s)
+        for target in self.targets:
+            await target.stop(timeout_s)
 
     def capacity(self) -> Mapping[WorkerClass, int]:
-        capacity = dict(self.inner.capacity())
+        capacity: dict[WorkerClass, int] = {}
+        for target in self.targets:
+            for worker_class, n in target.capacity().items():
+                capacity[worker_class] = capacity.get(worker_class, 0) + n
         if self.external is not None:
             capacity[WorkerClass.NORMAL] = max(1, capacity.get(WorkerClass.NORMAL, 0))
         return capacity
 
     def free_slots(self) -> Mapping[WorkerClass, int]:
-        free = dict(self.inner.free_slots())
-        if self.external is None:
-            return free
+        spare = self.external is not None or len(self.targets) > 1
+        free: dict[WorkerClass, int] = {}
         for worker_class in self.capacity():
-            held = len(self._held.get(worker_class, ()))
-            free[worker_class] = max(0, free.get(worker_class, 0) - held) + (0 if held else 1)
+            held = sum(len(self._held.get((i, worker_class), ()))
+                       for i in range(len(self.targets)))
+            open_ = sum(max(0, t.free_slots().get(worker_class, 0)) for t in self.targets)
+            free[worker_class] = max(0, open_ - held) + (1 if spare and not held else 0)
         return free
 
     def submit(self, task: Task) -> None:
         if self.external is not None and task.extra.get("executortype"):
             self._submit_external(task)
-        elif self.inner.free_slots().get(task.worker_class, 0) > len(
-                self._held.get(task.worker_class, ())):
-            self.inner.submit(task)
+            return
+        index = self._target_of(task)
+        held = self._held.setdefault((index, task.worker_class), [])
+        if self.targets[index].free_slots().get(task.worker_class, 0) > len(held):
+            self.targets[index].submit(task)
         else:
-            self._held.setdefault(task.worker_class, []).append(task)
+            held.append(task)
 
     def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
         if job_id in self._external_jobs and self.external is not None:
@@ -109,7 +128,11 @@ class RoutingExecutor:
                     held.remove(task)
                     self._report_finished(job_id, JobResult(Outcome.CANCEL, error="cancelled"))
                     return
-        self.inner.cancel(job_id, grace_s)
+        for target in self.targets:
+            target.cancel(job_id, grace_s)
+
+    def _target_of(self, task: Task) -> int:
+        return 1 if len(self.targets) > 1 and (task.docker or task.image) else 0
 
     # ------------------------------------------------------------------ internals
 
@@ -126,11 +149,11 @@ class RoutingExecutor:
             self._sink.sink.job_finished(job_id, result)
 
     def release_held(self) -> None:
-        """Submit held local tasks to the inner executor's free slots."""
-        for worker_class, held in self._held.items():
-            free = self.inner.free_slots().get(worker_class, 0)
+        """Submit held tasks to the free slots of their executors."""
+        for (index, worker_class), held in self._held.items():
+            free = self.targets[index].free_slots().get(worker_class, 0)
             while held and free > 0:
-                self.inner.submit(held.pop(0))
+                self.targets[index].submit(held.pop(0))
                 free -= 1
 
     def grow_now(self, sink: JobSink, job_id: str, request: Mapping[str, Any]) -> str | None:

@@ -55,6 +55,8 @@ class RunSpec:
     """Keep the run's active record in the state folder's ``flow.db``."""
     executor: Callable[[], Executor] | None = None
     """Builds the executor instead of the worker pool or the inline threads."""
+    containers: Callable[[], Executor] | None = None
+    """Builds the executor for nodes with ``docker`` or ``image`` (Docker, Kubernetes)."""
     external: ExternalQueue | None = None
     """Where tasks for external executors (nodes with an ``executortype``) wait."""
 
@@ -165,7 +167,9 @@ class FlowRun:
     def _executor(self, tracker: ActiveTracker | None) -> RoutingExecutor:
         spec = self.spec
         inner = spec.executor() if spec.executor else make_executor(spec.inline, spec.workers)
-        return RoutingExecutor(inner, external=spec.external, on_grow=grow_head,
+        containers = spec.containers() if spec.containers else None
+        return RoutingExecutor(inner, containers=containers, external=spec.external,
+                               on_grow=grow_head,
                                on_started=tracker.started if tracker is not None else None)
 
     async def _run(self, head: Head) -> None:

@@ -1,0 +1,299 @@
+"""CloudHarness parity: operations, tasks, execute(), shared folders, TTL, notices, pods."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import flows
+import pytest
+
+from cryoflow import operations
+from cryoflow.errors import ConfigError
+from cryoflow.graph.model import WorkerClass
+from cryoflow.operations import (
+    BashTask,
+    CommandBasedTask,
+    CustomTask,
+    PodExecutionContext,
+    PythonTask,
+)
+from cryoflow.pyapi import opsupport
+from cryoflow.pyapi.records import RunFailed, RunStatus
+from cryoflow.pyapi.tasks import Context
+from cryoflow.workers.base import JobSink, Task
+from cryoflow.workers.inline import InlineExecutor
+
+
+def deps(run: operations.OperationRun) -> dict[str, tuple[str, ...]]:
+    return {n.name: n.dependencies for n in run.wait(20).nodes.values()}
+
+
+def test_the_module_offers_every_operation_and_task_type() -> None:
+    for name in ("SingleTaskOperation", "PipelineOperation", "ParallelOperation",
+                 "SimpleDagOperation", "DistributedSyncOperation",
+                 "DistributedSyncOperationWithResults", "PythonTask", "BashTask", "CustomTask",
+                 "CommandBasedTask"):
+        assert callable(getattr(operations, name))
+
+
+def test_a_single_task_operation_runs_a_python_function(tmp_path: Path) -> None:
+    op = operations.SingleTaskOperation("single-", PythonTask("one", flows.fa), root=tmp_path,
+                                        inline=True)
+    record = op.execute().wait(20)
+    assert record.status is RunStatus.FINISHED and record.results == {"one": 1}
+
+
+def test_a_pipeline_runs_its_tasks_one_after_the_other(tmp_path: Path) -> None:
+    op = operations.PipelineOperation("pipe-", [PythonTask(n, flows.fa) for n in "abc"],
+                                      root=tmp_path, inline=True)
+    assert deps(op.execute()) == {"a": (), "b": ("a",), "c": ("b",)}
+
+
+def test_a_parallel_operation_runs_its_tasks_at_the_same_time(tmp_path: Path) -> None:
+    op = operations.ParallelOperation("par-", (PythonTask("p1", flows.fa),
+                                               PythonTask("p2", flows.fa)),
+                                      root=tmp_path, inline=True)
+    assert deps(op.execute()) == {"p1": (), "p2": ()}
+
+
+def test_a_simple_dag_is_a_pipeline_of_parallel_groups(tmp_path: Path) -> None:
+    t = {n: PythonTask(n, flows.fa) for n in "abcd"}
+    op = operations.SimpleDagOperation("dag-", t["a"], (t["b"], t["c"]), t["d"], root=tmp_path,
+                                       inline=True)
+    assert deps(op.execute()) == {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c")}
+
+
+def test_a_bash_task_runs_a_script_and_keeps_its_output(tmp_path: Path) -> None:
+    op = operations.DistributedSyncOperation("bash-", BashTask("hello", "echo hi; echo $((6*7))"),
+                                             root=tmp_path, inline=True)
+    assert op.execute().results["hello"]["stdout"] == "hi\n42\n"
+
+
+def test_a_command_based_task_runs_an_argument_list_without_a_shell(tmp_path: Path) -> None:
+    op = operations.DistributedSyncOperation(
+        "cmd-", CommandBasedTask("cmd", ["echo", "$HOME", "; ls"]), root=tmp_path, inline=True)
+    assert op.execute().results["cmd"]["stdout"] == "$HOME ; ls\n"
+
+
+def test_extra_keyword_arguments_become_environment_variables(tmp_path: Path) -> None:
+    op = operations.DistributedSyncOperation(
+        "env-", [PythonTask("py", flows.env_value, GREETING="hello"),
+                 BashTask("sh", 'echo "$GREETING $N"', GREETING="hi", N=3)],
+        root=tmp_path, inline=True)
+    results = op.execute().results
+    assert (results["py"], results["sh"]["stdout"]) == ("hello", "hi 3\n")
+
+
+class Recording:
+    """An executor that runs tasks inline and remembers which it was given."""
+
+    def __init__(self) -> None:
+        self.inner = InlineExecutor(slots={WorkerClass.NORMAL: 1})
+        self.tasks: list[Task] = []
+
+    async def start(self, sink: JobSink) -> None:
+        await self.inner.start(sink)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        await self.inner.stop(timeout_s)
+
+    def capacity(self) -> Mapping[WorkerClass, int]:
+        return self.inner.capacity()
+
+    def free_slots(self) -> Mapping[WorkerClass, int]:
+        return self.inner.free_slots()
+
+    def submit(self, task: Task) -> None:
+        self.tasks.append(task)
+        self.inner.submit(task)
+
+    def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
+        self.inner.cancel(job_id, grace_s)
+
+
+def test_a_custom_task_runs_its_command_through_the_container_executor(tmp_path: Path) -> None:
+    containers = Recording()
+    op = operations.DistributedSyncOperation(
+        "custom-", [PythonTask("local", flows.fa),
+                    CustomTask("print-file", "myapp-mytask", command=["echo", "x"], V="1")],
+        root=tmp_path, inline=True, containers=lambda: containers)
+    record = op.execute()
+    assert record.results["print-file"]["stdout"] == "x\n"
+    [task] = containers.tasks
+    assert (task.node, task.docker, task.args["command"]) == ("print-file", "myapp-mytask",
+                                                              ["echo", "x"])
+    assert task.args["env"] == {"V": "1"}
+
+
+def test_a_custom_task_on_kubernetes_carries_the_image_and_the_pod_context() -> None:
+    context = Context(pod=opsupport.pod_settings(PodExecutionContext("a", "b", required=True)),
+                      container_executor="kubernetes")
+    node = CustomTask("t", "img", command=["true"]).node("t", (), context)
+    assert (node.image, node.docker) == ("img", None)
+    assert node.extra["kubernetes"]["labels"] == {"a": "b"}
+
+
+def test_a_custom_task_without_a_command_says_the_docker_executor_cannot_run_it() -> None:
+    with pytest.raises(ConfigError, match=r"give command=.*cryoflow/workers/docker.py"):
+        CustomTask("t", "img").node("t", (), Context())
+
+
+def test_async_execute_returns_at_once_with_a_run_name_and_a_status_url(tmp_path: Path) -> None:
+    gate = threading.Event()
+    op = operations.SingleTaskOperation("test-op-", PythonTask("w", lambda: gate.wait(10)),
+                                        root=tmp_path, inline=True)
+    run = op.execute()
+    try:
+        assert run.name.startswith("test-op-") and len(run.name) == len("test-op-") + 5
+        assert run.status_url is not None and run.status is RunStatus.RUNNING
+        with urllib.request.urlopen(run.status_url, timeout=10) as response:
+            assert json.load(response)["state"] == "active"
+    finally:
+        gate.set()
+    assert run.wait(20).status is RunStatus.FINISHED
+    assert (tmp_path / run.name / "state.db").exists()
+
+
+def test_sync_execute_blocks_until_done_and_raises_on_failure(tmp_path: Path) -> None:
+    ok = operations.DistributedSyncOperation("ok-", PythonTask("a", flows.fa), root=tmp_path)
+    assert ok.execute().results == {"a": 1}
+    bad = operations.DistributedSyncOperation("bad-", [PythonTask("a", flows.boom),
+                                                       PythonTask("b", flows.fa)],
+                                              root=tmp_path, inline=True)
+    with pytest.raises(RunFailed, match="a failed.*never started: b"):
+        bad.execute()
+
+
+def test_sync_execute_with_a_timeout_returns_the_unfinished_record(tmp_path: Path) -> None:
+    gate = threading.Event()
+    op = operations.DistributedSyncOperation("slow-", PythonTask("w", lambda: gate.wait(10)),
+                                             root=tmp_path, inline=True)
+    record = op.execute(timeout_s=0.3)
+    gate.set()
+    assert record.status is RunStatus.RUNNING
+
+
+def write_files() -> None:
+    import os
+
+    base = Path(os.environ["SHARED_DIRECTORY"])
+    (base / "sub").mkdir(exist_ok=True)
+    (base / "sub" / "out.txt").write_text("result")
+
+
+def test_with_results_returns_the_files_the_tasks_left_in_the_shared_directory(
+        tmp_path: Path) -> None:
+    op = operations.DistributedSyncOperationWithResults(
+        "res-", [PythonTask("py", write_files), BashTask("sh", "echo two > two.txt")],
+        root=tmp_path, inline=True)
+    assert op.execute() == {"sub/out.txt": b"result", "two.txt": b"two\n"}
+    assert not (tmp_path / "volumes").exists() or not any((tmp_path / "volumes").iterdir())
+
+
+def test_a_shared_directory_gives_every_task_of_the_run_the_same_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    op = operations.DistributedSyncOperation(
+        "shared-", [BashTask("w", "echo data > f.txt"), BashTask("r", "cat f.txt")],
+        shared_directory=str(shared), root=tmp_path, inline=True)
+    assert op.execute().results["r"]["stdout"] == "data\n"
+    assert (shared / "f.txt").read_text() == "data\n"
+
+
+def test_shared_directory_specs_name_volumes_paths_and_read_only(tmp_path: Path) -> None:
+    (tmp_path / "volumes" / "kept").mkdir(parents=True)
+    dirs = opsupport.shared_dirs(["myclaim:/opt/shared:ro", "kept:/opt/k"], tmp_path)
+    assert [(d.host.name, d.mount, d.read_only, d.ephemeral) for d in dirs] == [
+        ("myclaim", "/opt/shared", True, True), ("kept", "/opt/k", False, False)]
+    with pytest.raises(ConfigError, match=r"\[NAME:\]PATH\[:ro\]"):
+        opsupport.shared_dirs("a:b:c:d", tmp_path)
+
+
+def test_the_ttl_strategy_prunes_finished_runs_and_none_keeps_them(tmp_path: Path) -> None:
+    gone = operations.DistributedSyncOperation(
+        "gone-", PythonTask("a", flows.fa), root=tmp_path, inline=True,
+        ttl_strategy={"secondsAfterSuccess": 0})
+    kept = operations.DistributedSyncOperation("kept-", PythonTask("a", flows.fa),
+                                               root=tmp_path, inline=True, ttl_strategy=None)
+    first = gone.execute()
+    assert (tmp_path / first.workflow / "state.db").exists()
+    second = kept.execute()  # every execute() prunes what has expired first
+    assert not (tmp_path / first.workflow).exists()
+    assert opsupport.prune_expired(tmp_path) == []
+    assert (tmp_path / second.workflow / "state.db").exists()
+    info = {"ttl": {"secondsAfterCompletion": 60, "secondsAfterFailure": 600},
+            "finished": 100.0, "status": "failed"}
+    assert opsupport.expires_at(info) == 160.0
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[Any]]]:
+    received: list[Any] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_on_exit_notify_posts_status_payload_and_workflow_on_success_and_failure(
+        tmp_path: Path, webhook: tuple[str, list[Any]]) -> None:
+    url, received = webhook
+    notify = {"url": url, "payload": json.dumps({"insert": 1})}
+    ok = operations.DistributedSyncOperation("ok-", PythonTask("a", flows.fa), root=tmp_path,
+                                             inline=True, on_exit_notify=notify)
+    bad = operations.DistributedSyncOperation("bad-", PythonTask("a", flows.boom),
+                                              root=tmp_path, inline=True, on_exit_notify=notify)
+    record = ok.execute()
+    with pytest.raises(RunFailed):
+        bad.execute()
+    assert received[0] == {"status": "Succeeded", "payload": '{"insert": 1}',
+                           "workflow": record.workflow}
+    assert received[1]["status"] == "Failed"
+
+
+def test_on_exit_notify_can_send_to_a_queue_topic(tmp_path: Path) -> None:
+    op = operations.DistributedSyncOperation(
+        "q-", PythonTask("a", flows.fa), root=tmp_path, inline=True,
+        on_exit_notify={"queue": "my_queue", "payload": "p"})
+    record = op.execute()
+    assert opsupport.read_queue(tmp_path, "my_queue") == [
+        {"status": "Succeeded", "payload": "p", "workflow": record.workflow}]
+
+
+def test_a_pod_context_maps_to_the_kubernetes_affinity_and_labels() -> None:
+    preferred = opsupport.pod_settings(PodExecutionContext(key="a", value="b"))
+    term = preferred["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term[0]["podAffinityTerm"]["labelSelector"]["matchExpressions"] == [
+        {"key": "a", "operator": "In", "values": ["b"]}]
+    required = opsupport.pod_settings(PodExecutionContext("a", "b", required=True))
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in required["affinity"]["podAffinity"]
+
+
+def test_task_names_are_normalised_and_duplicates_refused_before_anything_runs(
+        tmp_path: Path) -> None:
+    op = operations.ParallelOperation("n-", [PythonTask("My Task_1", flows.fa)], root=tmp_path,
+                                      inline=True)
+    assert list(op.execute().wait(20).nodes) == ["my-task-1"]
+    twice = operations.ParallelOperation("d-", [PythonTask("My_Task", flows.fa),
+                                                PythonTask("my task", flows.fa)],
+                                         root=tmp_path / "dup", inline=True)
+    with pytest.raises(ConfigError, match="'My_Task' and 'my task' have the same name 'my-task'"):
+        twice.execute()
+    assert not (tmp_path / "dup").exists()
