@@ -8,10 +8,10 @@ and ``gpu`` (``ccnode -n 4 -a 1 --gpus 1`` advertises them).
 
 A job is one ``client.submit`` of :func:`run_dask_task` with the :class:`Task` as JSON
 (never pickle), ``resources={class: 1}`` and ``pure=False``. On the worker it runs the
-same job runtime as every other executor and returns a JSON-able dict; status values
-and log lines come back live as Dask events on a topic of this executor
-(``Worker.log_event`` → ``Client.subscribe_topic``), counted, so none is lost behind
-the result.
+same job runtime as every other executor and returns a JSON-able dict; status values,
+log lines and, last, the result come back live as Dask events on a topic of this
+executor (``Worker.log_event`` → ``Client.subscribe_topic``), in order, so no line is
+lost behind the result and no result is fetched from a worker.
 
 - ``ccnode: HOST`` pins the job to the workers of that host (``workers=``); a worker's
   host is ``CRYOFLOW_NODE_NAME`` where set (``ccnode --name``), else its hostname; a
@@ -22,7 +22,8 @@ the result.
   it is abandoned after the grace (a thread cannot be killed) and its result dropped.
 - A worker that dies mid-job: the scheduler is asked for ``allowed_failures = 0``, so
   the job ends with ``KilledWorker`` at once and is reported lost; the head retries
-  it (on another worker). Without that setting Dask would retry it by itself.
+  it (on another worker). A job that was only waiting on that worker is resubmitted
+  without being reported. Without that setting Dask would retry both by itself.
 - The scheduler lost: the executor waits for the client to reconnect (or connects a
   new one), subscribes again and resubmits every unfinished job.
 """
@@ -30,6 +31,7 @@ the result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -58,7 +60,7 @@ NODE_ENV = "CRYOFLOW_NODE_NAME"
 MAX_RESUBMITS = 10
 """A job Dask keeps dropping (scheduler lost, future cancelled) is then reported lost."""
 EVENTS_GRACE_S = 2.0
-"""How long a finished job waits for its last status and log events."""
+"""How long a job whose futures finished waits for its result event before fetching it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +71,9 @@ class DaskOptions:
     """``tcp://HOST:8786``; None starts a LocalCluster."""
     local_workers: int = 2
     local_resources: Mapping[str, int] = field(default_factory=lambda: {"normal": 1, "admin": 1})
+    prefetch: int = 2
+    """Jobs per slot that may wait at Dask, so a worker never waits for the head between
+    short jobs (one sent ahead may start after a higher-priority job queued later)."""
     kill_grace_s: float = 2.0
     refresh_s: float = 1.0
     """How often the workers (and so the slots) are looked up."""
@@ -123,16 +128,16 @@ def node_name() -> str:
     return os.environ.get(NODE_ENV) or socket.gethostname()
 
 
-def run_dask_task(task_json: str, topic: str, run_id: str) -> dict[str, Any]:
-    """Run one job on this Dask worker; status and logs go out as events on ``topic``."""
+def run_dask_task(task_json: str, topic: str, run_id: str, index: int = 0) -> dict[str, Any]:
+    """Run one job on this Dask worker; everything it reports goes out as events on
+    ``topic``, the result last (``finished``), so it arrives after every status and log
+    line without a fetch from the worker. The result is also returned, for a client
+    that missed the event."""
     worker = get_worker()
     task = task_from_json(task_json)
     registry = _registry(worker)
-    sent = 0
 
     def emit(kind: str, **fields: Any) -> None:
-        nonlocal sent
-        sent += 1
         worker.log_event(topic, {"run": run_id, "job": task.id, "kind": kind, **fields})
 
     host = node_name()
@@ -154,9 +159,10 @@ def run_dask_task(task_json: str, topic: str, run_id: str) -> dict[str, Any]:
         "retval": result.retval,
         "error": result.error,
         "stats": dict(result.stats),
-        "events": sent,
     }
-    return dict(json.loads(dumps(payload)))
+    text = dumps(payload)
+    emit("finished", index=index, payload=text)
+    return dict(json.loads(text))
 
 
 def _registry(worker: Any) -> JobRegistry | None:
@@ -195,13 +201,14 @@ class _DaskJob:
     futures: list[Any] = field(default_factory=list)
     run_id: str = ""
     addresses: set[str] = field(default_factory=set)
-    events: int = 0
+    payloads: dict[int, dict[str, Any]] = field(default_factory=dict)
     started: bool = False
     stop_reason: Outcome | None = None
     grace_s: float = 0.0
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     driver: asyncio.Task[None] | None = None
-    event_seen: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a run's result arrives or one of its futures settles."""
     resubmits: int = 0
     submitted: float = field(default_factory=time.time)
 
@@ -255,22 +262,18 @@ class DaskExecutor:
         return dict(self._capacity)
 
     def free_slots(self) -> Mapping[WorkerClass, int]:
+        """Slots, plus ``prefetch`` jobs per slot that may wait at Dask, minus ours."""
         busy = {c: 0 for c in WorkerClass}
         for job in self._jobs.values():
             busy[job.task.worker_class] += 1
-        return {c: max(0, self._capacity[c] - busy[c]) for c in WorkerClass}
+        room = 1 + self._options.prefetch
+        return {c: max(0, self._capacity[c] * room - busy[c]) for c in WorkerClass}
 
     def submit(self, task: Task) -> None:
         if task.id in self._jobs:
             raise ValueError(f"job {task.id} is already running")
         job = self._jobs[task.id] = _DaskJob(task, task_to_json(task))
         loop = asyncio.get_running_loop()
-        if task.timeout_s is not None:
-            job.timers.append(
-                loop.call_later(
-                    task.timeout_s, self._stop_job, job, Outcome.TIMEOUT, self._options.kill_grace_s
-                )
-            )
         job.driver = loop.create_task(self._drive(job))
 
     def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
@@ -391,27 +394,58 @@ class DaskExecutor:
             return
 
     async def _run_once(self, job: _DaskJob) -> JobResult:
-        job.run_id, job.events, job.started, job.addresses = uuid.uuid4().hex, 0, False, set()
+        job.run_id, job.started, job.addresses, job.payloads = uuid.uuid4().hex, False, set(), {}
         targets = self._targets(job.task)
         if isinstance(targets, JobResult):
             return targets
         job.futures = [
             self._submit_one(job, addresses, index) for index, addresses in enumerate(targets)
         ]
+        _notify_when_settled(job, asyncio.get_running_loop())
         try:
-            payloads = [await future for future in job.futures]
+            payloads = await self._payloads(job)
         except KilledWorker as exc:
-            raise _KilledWorkers(f"the Dask worker running the job died ({exc})") from exc
+            if job.started:
+                raise _KilledWorkers(f"the Dask worker running the job died ({exc})") from exc
+            self._count_resubmit(job, exc)  # it only waited there: no attempt was used
+            raise _SchedulerLost() from exc
         except (FutureCancelledError, OSError) as exc:
             if job.stop_reason is not None:
                 return _stopped_result(job, None)
-            job.resubmits += 1
-            if job.resubmits > MAX_RESUBMITS:
-                raise _KilledWorkers(f"resubmitted {MAX_RESUBMITS} times: {exc}") from exc
-            log.warning("job %s: Dask dropped it (%s); resubmitting", job.task.id, exc)
+            self._count_resubmit(job, exc)
             raise _SchedulerLost() from exc
-        await self._wait_events(job, sum(int(p.get("events", 0)) for p in payloads))
+        finally:
+            job.futures = []  # releases the results held by the workers
         return _stopped_result(job, _combine(payloads))
+
+    @staticmethod
+    def _count_resubmit(job: _DaskJob, exc: BaseException) -> None:
+        job.resubmits += 1
+        if job.resubmits > MAX_RESUBMITS:
+            raise _KilledWorkers(f"resubmitted {MAX_RESUBMITS} times: {exc}") from exc
+        log.warning("job %s: Dask dropped it (%s); resubmitting", job.task.id, exc)
+
+    async def _payloads(self, job: _DaskJob) -> list[dict[str, Any]]:
+        """Every run's result, from its ``finished`` event; a failed future raises."""
+        while len(job.payloads) < len(job.futures):
+            job.changed.clear()
+            failed = [f for f in job.futures if f.status in ("error", "cancelled", "lost")]
+            if failed:
+                await failed[0]  # raises what ended it (KilledWorker, cancelled, ...)
+            if all(f.status == "finished" for f in job.futures):
+                return await self._late_payloads(job)
+            await job.changed.wait()
+        return [job.payloads[i] for i in range(len(job.futures))]
+
+    async def _late_payloads(self, job: _DaskJob) -> list[dict[str, Any]]:
+        """Every future finished before its event came: wait a little, then fetch."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EVENTS_GRACE_S
+        while len(job.payloads) < len(job.futures) and (left := deadline - loop.time()) > 0:
+            job.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.changed.wait(), left)
+        return [job.payloads.get(i) or await f for i, f in enumerate(job.futures)]
 
     def _submit_one(self, job: _DaskJob, addresses: Sequence[str] | None, index: int) -> Any:
         task = job.task
@@ -420,6 +454,7 @@ class DaskExecutor:
             job.text,
             self._topic,
             job.run_id,
+            index,
             key=f"cryoflow-{task.id}-{job.run_id[:8]}-{index}",
             resources={task.worker_class.value: 1},
             pure=False,
@@ -453,29 +488,20 @@ class DaskExecutor:
             ),
         )
 
-    async def _wait_events(self, job: _DaskJob, expected: int) -> None:
-        """Let the job's last events (which travel beside the result) arrive first."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EVENTS_GRACE_S
-        while job.events < expected and (left := deadline - loop.time()) > 0:
-            job.event_seen.clear()
-            try:
-                await asyncio.wait_for(job.event_seen.wait(), left)
-            except TimeoutError:
-                break
-
     def _on_event(self, event: tuple[float, Mapping[str, Any]]) -> None:
         message = event[1]
         job = self._jobs.get(str(message.get("job")))
         if job is None or message.get("run") != job.run_id or self._sink is None:
             return
-        job.events += 1
-        job.event_seen.set()
         kind = message.get("kind")
-        if kind == "started":
+        if kind == "finished":
+            job.payloads[int(message.get("index", 0))] = json.loads(message["payload"])
+            job.changed.set()
+        elif kind == "started":
             job.addresses.add(str(message.get("address")))
             if not job.started:
                 job.started = True
+                self._arm_timeout(job)
                 self._sink.job_started(job.task.id, str(message["name"]), str(message["host"]))
         elif kind == "status":
             self._sink.job_status(job.task.id, str(message["key"]), json.loads(message["value"]))
@@ -483,6 +509,15 @@ class DaskExecutor:
             self._sink.job_log(job.task.id, str(message["level"]), str(message["message"]))
 
     # Stopping a job
+
+    def _arm_timeout(self, job: _DaskJob) -> None:
+        """A job's timeout counts from its start on a worker, not from its submission."""
+        if job.task.timeout_s is not None:
+            loop = asyncio.get_running_loop()
+            grace = self._options.kill_grace_s
+            job.timers.append(
+                loop.call_later(job.task.timeout_s, self._stop_job, job, Outcome.TIMEOUT, grace)
+            )
 
     def _stop_job(self, job: _DaskJob, reason: Outcome, grace_s: float) -> None:
         if job.stop_reason is not None or self._jobs.get(job.task.id) is not job:
@@ -529,6 +564,17 @@ class DaskExecutor:
         return True
 
 
+def _notify_when_settled(job: _DaskJob, loop: asyncio.AbstractEventLoop) -> None:
+    """Set ``job.changed`` (on the loop) when any of its futures ends, however it ends."""
+
+    def settled(_future: Any) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(job.changed.set)
+
+    for future in job.futures:
+        future.add_done_callback(settled)
+
+
 class _KilledWorkers(Exception):
     """A worker died while it ran the job."""
 
@@ -540,7 +586,7 @@ async def _local_cluster(options: DaskOptions) -> Any:
         processes=True,
         asynchronous=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",
         resources=dict(options.local_resources),
     )
 
