@@ -35,4 +35,4 @@ def process_task(worker, task):
     """Import and call the function; return its result as the output."""
     from cryoflow.pyapi.calls import call_node
 
-    return 100, call_node(task["args"])
+    return 100, call_node(task["args"], worker)

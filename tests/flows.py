@@ -55,7 +55,7 @@ def gen() -> list[int]:
     return [1, 2, 3]
 
 
-def total(input: list[int]) -> list[int]:  # noqa: A002 - ColonyOS calls it input
+def total(input: list[int]) -> list[int]:
     return [sum(input)]
 
 
@@ -70,3 +70,32 @@ class MyFlow(BaseWorkFlow):
 
     def c(self, a: str) -> str:
         return a + "c"
+
+
+def grow(worker: Any) -> str:
+    """Adds a child ``extra`` that runs ``fa``; the run must be inline (``flows`` import)."""
+    from cryoflow.pyapi.dynamic import add_child
+
+    add_child(worker, {"nodename": "extra", "funcname": "flows:fa"})
+    return "grew"
+
+
+def grow_between(worker: Any) -> str:
+    """Inserts ``mid`` (running ``fb`` on this node's result) before this node's children."""
+    from cryoflow.pyapi.dynamic import add_child
+
+    add_child(worker, {"nodename": "mid", "funcname": "flows:plus_one"}, insert=True)
+    return "grew"
+
+
+def plus_one(input: list[Any]) -> int:
+    return len(input) + 1
+
+
+def grow_a_cycle(worker: Any) -> str:
+    """Asks for a child that depends on this node's own child: refused."""
+    from cryoflow.pyapi.dynamic import add_child
+
+    add_child(worker, {"nodename": "loop", "funcname": "flows:fa",
+                       "conditions": {"dependencies": ["after"]}}, insert=True)
+    return "tried"

@@ -13,7 +13,9 @@ A node that runs a Python callable carries, as literal arguments:
 
 The callable's parameters are filled by name: a parent's name gets that parent's
 result, ``inputs`` the list of parent results in dependency order, ``input`` their
-concatenation (a list result is spliced in, as ColonyOS passes outputs on).
+concatenation (a list result is spliced in, as ColonyOS passes outputs on), and
+``worker`` the job's worker handle (``worker.status``, ``worker.log``; growing the
+graph with :func:`cryoflow.pyapi.dynamic.add_child`).
 :func:`call_node` returns the node's output: ``{"result": value}``, plus the
 ``status``, ``color``, ``shape``, ``label`` and ``value`` keys of a returned dict so the
 live view can draw the node with them.
@@ -148,12 +150,12 @@ def _walk(target: Any, qualname: str, ref: str) -> Callable[..., Any]:
 # ----------------------------------------------------------------------------- calling
 
 
-def call_node(args: Mapping[str, Any]) -> dict[str, Any]:
+def call_node(args: Mapping[str, Any], worker: Any = None) -> dict[str, Any]:
     """Call the node's callable with its arguments; return the node's output."""
     function = resolve(str(args["callable"]), args.get("path"))
     results = {p: args.get(f"input:{p}") for p in args.get("parents") or ()}
     positional = list(args.get("args") or ())
-    named = bind(function, results, positional, dict(args.get("kwargs") or {}))
+    named = bind(function, results, positional, dict(args.get("kwargs") or {}), worker)
     with environment(args.get("env") or {}):
         value = function(*positional, **named)
     return output_of(value)
@@ -161,7 +163,7 @@ def call_node(args: Mapping[str, Any]) -> dict[str, Any]:
 
 def bind(
     function: Callable[..., Any], results: Mapping[str, Any], positional: Sequence[Any],
-    kwargs: Mapping[str, Any],
+    kwargs: Mapping[str, Any], worker: Any = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``function``: ``kwargs`` plus the parent results it names."""
     try:
@@ -169,8 +171,8 @@ def bind(
     except (TypeError, ValueError):
         return dict(kwargs)
     named = dict(kwargs)
-    offered = {"inputs": list(results.values()), "input": concatenate(results.values()),
-               **results}
+    offered = {"worker": worker, "inputs": list(results.values()),
+               "input": concatenate(results.values()), **results}
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     for index, param in enumerate(params):
         taken = index < len(positional) and param.kind is not inspect.Parameter.KEYWORD_ONLY

@@ -140,12 +140,20 @@ class FlowCatalog:
 
     def set_status(self, run_id: int, name: str, status: str, *, result: Any = None,
                    error: str | None = None, now: float | None = None) -> None:
-        """Move one node of run ``run_id`` to ``status`` (with its result or error)."""
+        """Move one node of run ``run_id`` to ``status`` (with its result or error).
+
+        A node the run grew while it ran gets its row here.
+        """
         now = time.time() if now is None else now
-        self._conn.execute(
+        changed = self._conn.execute(
             "UPDATE active SET status = ?, result = ?, error = ?, modified = ?"
             " WHERE run_id = ? AND name = ?",
-            (status, json.dumps(result, default=str), error, now, run_id, name))
+            (status, json.dumps(result, default=str), error, now, run_id, name)).rowcount
+        if not changed:
+            self._conn.execute(
+                "INSERT INTO active SELECT ?, ?, count(*), '[]', ?, ?, ?, ? FROM active"
+                " WHERE run_id = ?",
+                (run_id, name, status, json.dumps(result, default=str), error, now, run_id))
 
     def end_run(self, run_id: int, status: str, now: float | None = None) -> None:
         now = time.time() if now is None else now

@@ -1,0 +1,382 @@
+"""ColonyOS-style external executors and function-spec workflows beside the head.
+
+:class:`ColonyQueue` holds the jobs of nodes with an ``executortype`` (handed over by
+:class:`~cryoflow.pyapi.routing.RoutingExecutor`) until an executor of that type takes
+one over the REST API, in any language:
+
+- an executor registers its ``type`` (and optionally the ``functions`` it knows) and
+  gets a secret ``executorid``;
+- it long-polls ``assign`` with a timeout and gets the best waiting process of its type
+  (highest priority, then oldest), with its ``input``: the concatenation of its
+  parents' outputs in the order of its ``dependencies``;
+- it ends the process with ``close`` (an ``output`` list) or ``fail`` (``errors``); only
+  the executor it was assigned to may do so;
+- a process not closed within its ``maxexectime`` ends ``timeout`` and is tried again
+  up to ``maxretries`` (the engine retries it); an executor silent for
+  ``executor_timeout_s`` loses its processes back to the queue.
+
+:class:`ColonyService` runs submitted function-spec workflows (``POST
+/api/v1/workflows``): each gets a head of its own on this loop, with its own state
+folder under ``STATE/workflows/ID`` (``ccstatus --state`` reads it), and can be read
+(``get``) and cancelled. Time comes from ``clock``; :meth:`ColonyQueue.sweep` applies
+the deadlines and is called every :data:`SWEEP_S` by the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryoflow.errors import CryoflowError
+from cryoflow.graph.model import Outcome
+from cryoflow.pyapi.calls import concatenate
+from cryoflow.workers.base import JobResult, JobSink, Task
+
+log = logging.getLogger("cryoflow.colony")
+
+SWEEP_S = 0.5
+EXECUTOR_TIMEOUT_S = 60.0
+MAX_ASSIGN_TIMEOUT_S = 300.0
+
+
+class ColonyError(CryoflowError):
+    """A request of an executor cannot be done; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ExecutorInfo:
+    """A registered executor."""
+
+    id: str
+    name: str
+    type: str
+    functions: tuple[str, ...] = ()
+
+
+@dataclass(eq=False)
+class Process:
+    """One attempt of one job held for external executors."""
+
+    id: str
+    task: Task
+    sink: Any
+    priority: int
+    seq: int
+    state: str = "waiting"
+    executor: ExecutorInfo | None = None
+    deadline: float | None = None
+    output: Any = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def funcname(self) -> str:
+        return str(self.task.extra.get("funcname") or self.task.args.get("callable") or "")
+
+    @property
+    def executortype(self) -> str:
+        return str(self.task.extra.get("executortype") or "")
+
+    def view(self) -> dict[str, Any]:
+        """The process as executors and ``get`` see it."""
+        args, extra = self.task.args, self.task.extra
+        parents = list(args.get("parents") or ())
+        return {
+            "processid": self.id, "nodename": self.task.node.split("/")[-1],
+            "funcname": self.funcname, "executortype": self.executortype,
+            "args": list(args.get("args") or ()), "kwargs": dict(args.get("kwargs") or {}),
+            "env": dict(extra.get("env") or {}), "dependencies": parents,
+            "input": concatenate(args.get(f"input:{p}") for p in parents),
+            "priority": self.priority, "maxexectime": self.task.timeout_s,
+            "state": self.state, "jobid": self.task.id,
+            "assignedexecutor": self.executor.name if self.executor else None,
+            "output": self.output, "errors": list(self.errors),
+        }
+
+
+@dataclass
+class _Waiter:
+    executor: ExecutorInfo
+    future: asyncio.Future[str]
+
+
+class ColonyQueue:
+    """Processes waiting for, or assigned to, external executors (see the module)."""
+
+    def __init__(self, *, executor_timeout_s: float = EXECUTOR_TIMEOUT_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.executor_timeout_s = executor_timeout_s
+        self.clock = clock
+        self.executors: dict[str, ExecutorInfo] = {}
+        self.processes: dict[str, Process] = {}
+        self._by_job: dict[str, str] = {}
+        self._seen: dict[str, float] = {}
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+
+    # ------------------------------------------------------------------ executors
+
+    def register(self, name: str, type_: str, functions: tuple[str, ...] = ()) -> ExecutorInfo:
+        """Register an executor; its ``id`` is the secret it uses from now on."""
+        info = ExecutorInfo(secrets.token_hex(16), name, type_, tuple(functions))
+        self.executors[info.id] = info
+        self._seen[info.id] = self.clock()
+        return info
+
+    def executor(self, executor_id: str) -> ExecutorInfo:
+        info = self.executors.get(executor_id)
+        if info is None:
+            raise ColonyError(404, "there is no executor with this id (an executor silent "
+                                   "for too long is forgotten); register again")
+        self._seen[executor_id] = self.clock()
+        return info
+
+    async def assign(self, executor_id: str, timeout_s: float) -> dict[str, Any] | None:
+        """The best waiting process for the executor, waiting up to ``timeout_s`` for one."""
+        info = self.executor(executor_id)
+        process = self._best(info)
+        if process is None and timeout_s > 0:
+            waiter = _Waiter(info, asyncio.get_running_loop().create_future())
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait({waiter.future}, timeout=min(timeout_s, MAX_ASSIGN_TIMEOUT_S))
+            finally:
+                self._waiters.remove(waiter)
+            if waiter.future.done():
+                process = self.processes.get(waiter.future.result())
+            else:
+                waiter.future.cancel()
+        self._seen[executor_id] = self.clock()
+        return None if process is None else process.view()
+
+    # ------------------------------------------------------------------ from the heads
+
+    def put(self, task: Task, sink: JobSink, priority: int) -> None:
+        """Hold ``task`` for an executor of its type (called by the routing executor)."""
+        process = Process(secrets.token_hex(16), task, sink, priority, next(self._seq))
+        self.processes[process.id] = process
+        self._by_job[task.id] = process.id
+        self._offer(process)
+
+    def cancel(self, job_id: str) -> bool:
+        """The head cancelled the job: it ends ``cancel``; a later close is refused."""
+        process = self.processes.get(self._by_job.get(job_id, ""))
+        if process is None or process.state not in ("waiting", "running"):
+            return False
+        self._end(process, "failed", JobResult(Outcome.CANCEL, error="cancelled"),
+                  errors=["cancelled"])
+        return True
+
+    def drop(self, sink: JobSink) -> None:
+        """Forget the open processes of a head that stops (they stay queued in its store)."""
+        for process in list(self.processes.values()):
+            if process.sink is sink and process.state in ("waiting", "running"):
+                process.state = "dropped"
+
+    # ------------------------------------------------------------------ from executors
+
+    def close(self, process_id: str, executor_id: str, output: Any) -> dict[str, Any]:
+        """The executor finished the process with ``output``."""
+        process = self._owned(process_id, executor_id)
+        result = JobResult(Outcome.SUCCESS, retval={"result": output})
+        self._end(process, "successful", result, output=output)
+        return process.view()
+
+    def fail(self, process_id: str, executor_id: str, errors: list[str]) -> dict[str, Any]:
+        """The executor could not do the process."""
+        process = self._owned(process_id, executor_id)
+        text = "; ".join(errors) or "the executor reported a failure"
+        self._end(process, "failed", JobResult(Outcome.ERROR, error=text), errors=errors)
+        return process.view()
+
+    def add_child(self, process_id: str, executor_id: str,
+                  request: Mapping[str, Any]) -> None:
+        """Grow the running process's graph (see :mod:`cryoflow.pyapi.dynamic`)."""
+        process = self._owned(process_id, executor_id)
+        grow = getattr(process.sink, "grow_now", None)
+        reason = grow(process.task.id, request) if grow else "this run cannot grow its graph"
+        if reason is not None:
+            raise ColonyError(409 if "cycle" in reason or "already" in reason else 400, reason)
+
+    def process(self, process_id: str) -> Process:
+        found = self.processes.get(process_id)
+        if found is None:
+            raise ColonyError(404, f"there is no process {process_id}")
+        return found
+
+    def latest(self, job_prefix: str) -> Process | None:
+        """The newest process of a job (any attempt): ``"1/gen"`` → its last process."""
+        ids = [p for j, p in self._by_job.items() if j.rpartition("#")[0] == job_prefix]
+        return self.processes.get(ids[-1]) if ids else None
+
+    # ------------------------------------------------------------------ time
+
+    def sweep(self, now: float) -> None:
+        """Apply ``maxexectime`` deadlines and forget executors silent for too long."""
+        waiting = {w.executor.id for w in self._waiters}
+        for executor_id in waiting:
+            self._seen[executor_id] = now
+        for process in list(self.processes.values()):
+            if process.state == "running" and process.deadline is not None \
+                    and now >= process.deadline:
+                who = process.executor.name if process.executor else "?"
+                error = f"not closed within maxexectime {process.task.timeout_s:g}s by {who}"
+                self._end(process, "failed", JobResult(Outcome.TIMEOUT, error=error),
+                          errors=[error])
+        for executor_id, seen in list(self._seen.items()):
+            if now - seen > self.executor_timeout_s and executor_id not in waiting:
+                self._forget(executor_id)
+
+    def _forget(self, executor_id: str) -> None:
+        info = self.executors.pop(executor_id, None)
+        self._seen.pop(executor_id, None)
+        for process in self.processes.values():
+            if process.state == "running" and process.executor is not None \
+                    and process.executor.id == executor_id:
+                log.warning("executor %s went silent; process %s goes back to the queue",
+                            info.name if info else executor_id, process.id)
+                process.state, process.executor, process.deadline = "waiting", None, None
+                self._offer(process)
+
+    # ------------------------------------------------------------------ internals
+
+    def _best(self, info: ExecutorInfo) -> Process | None:
+        waiting = [p for p in self.processes.values() if p.state == "waiting" and _fits(info, p)]
+        if not waiting:
+            return None
+        best = min(waiting, key=lambda p: (-p.priority, p.seq))
+        self._start(best, info)
+        return best
+
+    def _offer(self, process: Process) -> None:
+        for waiter in self._waiters:
+            if not waiter.future.done() and _fits(waiter.executor, process):
+                self._start(process, waiter.executor)
+                waiter.future.set_result(process.id)
+                return
+
+    def _start(self, process: Process, info: ExecutorInfo) -> None:
+        now = self.clock()
+        process.state, process.executor = "running", info
+        timeout = process.task.timeout_s
+        process.deadline = now + timeout if timeout else None
+        process.sink.job_started(process.task.id, info.name, "external")
+
+    def _owned(self, process_id: str, executor_id: str) -> Process:
+        info = self.executor(executor_id)
+        process = self.process(process_id)
+        if process.state != "running":
+            raise ColonyError(409, f"process {process_id} is {process.state}, not running; "
+                                   "it cannot be changed any more")
+        if process.executor is None or process.executor.id != info.id:
+            raise ColonyError(403, f"process {process_id} is assigned to another executor")
+        return process
+
+    def _end(self, process: Process, state: str, result: JobResult, *, output: Any = None,
+             errors: list[str] | None = None) -> None:
+        process.state, process.output = state, output
+        process.errors = list(errors or [])
+        process.sink.job_finished(process.task.id, result)
+
+
+def _fits(info: ExecutorInfo, process: Process) -> bool:
+    return info.type == process.executortype and (
+        not info.functions or process.funcname in info.functions)
+
+
+# ----------------------------------------------------------------------------- workflows
+
+
+@dataclass
+class WorkflowRun:
+    """One submitted function-spec workflow and the head that runs it."""
+
+    id: str
+    head: Any
+    store: Any
+    pebble_id: int
+    submitted: float
+    ended: float | None = None
+    cancelled: bool = False
+    final: dict[str, Any] | None = None
+    watcher: asyncio.Task[None] | None = None
+
+
+class ColonyService:
+    """Submitted workflows, each on its own head on this loop (see the module docstring)."""
+
+    def __init__(self, state_dir: Path, queue: ColonyQueue, *,
+                 local: Callable[[], Any] | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.queue = queue
+        self.local = local
+        self.runs: dict[str, WorkflowRun] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for run in self.runs.values():
+            if run.watcher is not None and not run.watcher.done():
+                run.watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run.watcher
+
+    async def _sweep(self) -> None:
+        while True:
+            self.queue.sweep(self.queue.clock())
+            await asyncio.sleep(SWEEP_S)
+
+    async def submit(self, spec: Any) -> WorkflowRun:
+        """Check and start a function-spec workflow; :class:`GraphValidationError` if bad."""
+        from cryoflow.pyapi.colonyrun import start_workflow
+
+        run = await start_workflow(spec, self.state_dir, self.queue, self.local)
+        self.runs[run.id] = run
+        run.watcher = asyncio.ensure_future(self._watch(run))
+        return run
+
+    async def _watch(self, run: WorkflowRun) -> None:
+        from cryoflow.pyapi.colonyrun import finish_workflow
+
+        try:
+            await run.head.wait_idle()
+        finally:
+            run.final = await finish_workflow(run, self.queue)
+            run.ended = time.time()
+
+    def get(self, workflow_id: str) -> dict[str, Any]:
+        from cryoflow.pyapi.colonyrun import workflow_view
+
+        run = self.runs.get(workflow_id)
+        if run is None:
+            raise ColonyError(404, f"there is no workflow {workflow_id}")
+        return run.final if run.final is not None else workflow_view(run, self.queue)
+
+    def list(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in self.get(i).items() if k != "processes"} for i in self.runs]
+
+    def cancel(self, workflow_id: str) -> dict[str, Any]:
+        run = self.runs.get(workflow_id)
+        if run is None:
+            raise ColonyError(404, f"there is no workflow {workflow_id}")
+        if run.final is None:
+            run.cancelled = True
+            run.head.cancel_pebble(run.pebble_id, "workflow cancelled")
+        return self.get(workflow_id)
