@@ -255,3 +255,50 @@ def test_an_unreachable_api_server_fails_start_with_a_sentence() -> None:
     )
     with pytest.raises(WorkerError, match="listing Jobs in namespace default"):
         asyncio.run(executor.start(Sink()))
+
+
+# environments/k8s
+
+
+def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    import yaml
+
+    folder = Path(__file__).resolve().parents[1] / "environments" / "k8s"
+    found = {}
+    for path in sorted(folder.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            found[(doc["kind"], doc["metadata"]["name"])] = doc
+    return found
+
+
+def test_the_head_may_only_run_jobs_and_read_their_pods_in_its_namespace() -> None:
+    objects = k8s_objects()
+    role = objects[("Role", "cryoflow-jobs")]
+    assert role["metadata"]["namespace"] == "cryoflow"
+    assert {(tuple(r["apiGroups"]), tuple(r["resources"])) for r in role["rules"]} == {
+        (("batch",), ("jobs",)),
+        (("",), ("pods",)),
+        (("",), ("pods/log",)),
+    }
+    assert not any(kind == "ClusterRole" for kind, _ in objects)
+    binding = objects[("RoleBinding", "cryoflow-head-jobs")]
+    assert binding["subjects"][0]["name"] == "cryoflow-head"
+
+
+def test_the_head_runs_once_with_its_state_on_a_volume_claim() -> None:
+    objects = k8s_objects()
+    head = objects[("Deployment", "cryoflow-head")]["spec"]
+    assert (head["replicas"], head["strategy"]["type"]) == (1, "Recreate")
+    pod = head["template"]["spec"]
+    assert pod["serviceAccountName"] == "cryoflow-head"
+    assert "--kubernetes" in pod["containers"][0]["args"]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert claims == ["cryoflow-state"] and ("PersistentVolumeClaim", "cryoflow-state") in objects
+    assert ("Service", "cryoflow-head") in objects
+    workers = objects[("Deployment", "cryoflow-dask-worker")]["spec"]["template"]["spec"]
+    assert "cryoflow.cli.node" in workers["containers"][0]["command"][-1]
+    assert ("Service", "cryoflow-dask-scheduler") in objects
