@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -126,12 +127,41 @@ def resolve(ref: str, path: str | None = None) -> Callable[..., Any]:
 
 
 def _import(module_name: str, path: str | None, ref: str) -> Any:
+    """Import ``module_name``; from ``path`` when a module of that name came from elsewhere."""
+    loaded = sys.modules.get(module_name)
+    if path and loaded is not None and not _from(loaded, path):
+        return _load_copy(module_name, path, ref)
     if path and path not in sys.path:
         sys.path.append(path)
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
         raise CallableError(f"cannot import {module_name!r} for {ref!r}: {exc}") from exc
+
+
+_copies: dict[tuple[str, str], Any] = {}
+
+
+def _from(module: Any, path: str) -> bool:
+    file = getattr(module, "__file__", None)
+    return file is None or Path(file).resolve().is_relative_to(Path(path).resolve())
+
+
+def _load_copy(module_name: str, path: str, ref: str) -> Any:
+    """A second module of the same name from another folder, kept apart from sys.modules."""
+    key = (module_name, path)
+    if key not in _copies:
+        base = Path(path, *module_name.split("."))
+        file = next((f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()),
+                    None)
+        spec = importlib.util.spec_from_file_location(
+            f"cryoflow_call_{abs(hash(key)):x}", file) if file else None
+        if spec is None or spec.loader is None:
+            raise CallableError(f"cannot import {module_name!r} for {ref!r} from {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _copies[key] = module
+    return _copies[key]
 
 
 def _walk(target: Any, qualname: str, ref: str) -> Callable[..., Any]:
