@@ -1,9 +1,11 @@
-"""``cryoflow submit SPEC``, ``cryoflow get ID``, ``cryoflow cancel ID``: workflows on a head.
+"""``cryoflow submit SPEC``, ``get ID``, ``cancel ID``, ``serve``: workflows on a head.
 
-They talk to a running head's REST API (``--url``, default ``$CRYOFLOW_URL``; the token
-from ``--token`` or ``$CRYOFLOW_API_TOKEN``), as ColonyOS's ``colonies workflow submit``
-and ``colonies workflow get`` do. ``submit`` prints the new workflow's id; ``get``
-prints the workflow and every process's state (``--json`` for the raw document).
+``cryoflow serve`` starts a head that accepts function-spec workflows and serves
+external executors (like a ColonyOS server). The others talk to a running head's REST
+API (``--url``, default ``$CRYOFLOW_URL``; the token from ``--token`` or
+``$CRYOFLOW_API_TOKEN``), as ColonyOS's ``colonies workflow submit`` and ``colonies
+workflow get`` do. ``submit`` prints the new workflow's id; ``get`` prints the workflow
+and every process's state (``--json`` for the raw document).
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def add_commands(commands: Any) -> None:
                             help=f"the head's URL (default: ${URL_ENV})")
         parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                             help=f"the head's admin token (default: ${TOKEN_ENV})")
+    serve = commands.add_parser("serve", help="serve workflows and executors until Ctrl-C")
+    serve.add_argument("--state", type=Path, default=Path(".cryoflow") / "workflows",
+                       help="the state folder (default: ./.cryoflow/workflows)")
+    serve.add_argument("--http", default="127.0.0.1:0", metavar="HOST:PORT",
+                       help="where to listen (default: 127.0.0.1 on a free port)")
+    serve.set_defaults(handler=do_serve)
     submit.set_defaults(handler=do_submit)
     get.set_defaults(handler=do_get)
     cancel.set_defaults(handler=do_cancel)
@@ -59,6 +67,22 @@ def do_submit(args: argparse.Namespace) -> int:
         raise RequestError(f"cannot read {args.spec}: {exc}") from exc
     answer = request(args, "POST", "api/v1/workflows", {"spec": spec})
     print(answer["workflowid"])
+    return 0
+
+
+def do_serve(args: argparse.Namespace) -> int:
+    from cryoflow.pyapi.server import ColonyServer
+
+    host, _, port = args.http.rpartition(":")
+    if not host or not port.isdigit():
+        raise RequestError(f"--http {args.http!r}: write HOST:PORT, e.g. 127.0.0.1:8080")
+    admin = os.environ.get(TOKEN_ENV)
+    server = ColonyServer(args.state, host=host, port=int(port), admin_token=admin).start()
+    print(f"serving workflows at {server.url}", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.stop()
     return 0
 
 
