@@ -198,7 +198,7 @@ class LocalExecutor:
         busy = [w for w in self._workers if w.slot.worker_class is task.worker_class
                 and w.job is not None and self._can_take_ahead(w)]
         if not busy:
-            raise ValueError(f"no free {task.worker_class} worker for job {task.id}")
+            raise ValueError(f"no idle {task.worker_class} worker for job {task.id}")
         return min(busy, key=lambda w: len(w.backlog))
 
     def _begin(self, worker: _Worker, task: Task) -> None:
