@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -222,3 +225,33 @@ async def _get_views(url: str, run_id: int | None) -> tuple[Any, Any]:
                 break
             await asyncio.sleep(0.05)
     return definition, active
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "python.md"
+BLOCK = re.compile(r"^```(python|bash)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def test_every_code_block_of_the_python_docs_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = BLOCK.findall(DOCS.read_text())
+    assert len(blocks) >= 10
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("CRYOFLOW_URL", "")
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    for index, (language, code) in enumerate(blocks):
+        where = f"docs/python.md block {index + 1} ({language})"
+        if language == "python":
+            exec(compile(code, where, "exec"), namespace)
+        else:
+            _run_bash(code, tmp_path, where)
+
+
+def _run_bash(code: str, folder: Path, where: str) -> None:
+    root = Path(__file__).resolve().parents[1]
+    command = f'"{sys.executable}" -m cryoflow.cli.main'
+    preamble = f'set -euo pipefail\ncryoflow() {{ {command} "$@"; }}\n'
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(folder)])}
+    done = subprocess.run(["bash", "-c", preamble + code], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"{where} failed:\n{done.stdout}\n{done.stderr}"

@@ -25,10 +25,8 @@ from typing import Any
 
 from cryoflow.errors import CryoflowError
 from cryoflow.pyapi import edits
-from cryoflow.pyapi.catalog import CATALOG_NAME, FlowCatalog, FlowDefinition
+from cryoflow.pyapi.catalog import CATALOG_NAME, DEFAULT_ROOT, FlowCatalog, FlowDefinition
 from cryoflow.pyapi.records import RunRecord, RunStatus
-from cryoflow.pyapi.running import FlowRun, RunSpec
-from cryoflow.pyapi.workflow import DEFAULT_ROOT, definition_graph
 from cryoflow.pyapi.yamlflow import read_flow_file
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -143,6 +141,9 @@ def do_edit(args: argparse.Namespace) -> int:
 
 
 def do_run(args: argparse.Namespace) -> int:
+    from cryoflow.pyapi.running import FlowRun, RunSpec
+    from cryoflow.pyapi.workflow import definition_graph
+
     folder = flow_dir(args.root, args.name)
     with FlowCatalog(folder) as catalog:
         graph = definition_graph(catalog.definition())
@@ -161,6 +162,8 @@ def print_record(record: RunRecord) -> None:
 
 
 def do_view(args: argparse.Namespace) -> int:
+    from cryoflow.pyapi.workflow import definition_graph
+
     folder = flow_dir(args.root, args.name)
     with FlowCatalog(folder) as catalog:
         definition = catalog.definition()

@@ -27,6 +27,8 @@ from cryoflow.errors import CryoflowError, GraphError
 from cryoflow.graph.model import empty_map
 
 CATALOG_NAME = "flow.db"
+DEFAULT_ROOT = Path(".cryoflow")
+"""Where flows keep their state folders unless told otherwise (``ROOT/NAME``)."""
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS flow(key TEXT PRIMARY KEY, value TEXT)",
     "CREATE TABLE IF NOT EXISTS definition(name TEXT PRIMARY KEY, position INTEGER NOT NULL,"

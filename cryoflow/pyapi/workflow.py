@@ -40,12 +40,9 @@ from cryoflow.pyapi.calls import (
     register_inline,
     why_not_importable,
 )
-from cryoflow.pyapi.catalog import FlowCatalog, FlowDefinition
+from cryoflow.pyapi.catalog import DEFAULT_ROOT, FlowCatalog, FlowDefinition
 from cryoflow.pyapi.records import RunRecord
 from cryoflow.pyapi.running import FlowRun, RunSpec
-
-DEFAULT_ROOT = Path(".cryoflow")
-"""Where flows keep their state folders unless told otherwise (``ROOT/NAME``)."""
 
 
 class Workflow:
