@@ -34,164 +34,28 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, get_worker
+from distributed import KilledWorker
 from distributed.client import FutureCancelledError
 
 from cryoflow.errors import WorkerError
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import JobResult, JobSink, Task
-from cryoflow.workers.handle import WorkerHandle
-from cryoflow.workers.lineproto import dumps, task_from_json, task_to_json, with_times
-from cryoflow.workers.runtime import run_task
+from cryoflow.workers.dask_cluster import DaskConnection, DaskOptions
+from cryoflow.workers.dask_worker import cancel_on_worker, run_dask_task
+from cryoflow.workers.lineproto import task_to_json, with_times
 
 log = logging.getLogger(__name__)
 
-PLUGIN_NAME = "cryoflow-jobs"
-NODE_ENV = "CRYOFLOW_NODE_NAME"
 MAX_RESUBMITS = 10
 """A job Dask keeps dropping (scheduler lost, future cancelled) is then reported lost."""
 EVENTS_GRACE_S = 2.0
 """How long a job whose futures finished waits for its result event before fetching it."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class DaskOptions:
-    """How :class:`DaskExecutor` connects and runs jobs. Units are in the names."""
-
-    scheduler: str | None = None
-    """``tcp://HOST:8786``; None starts a LocalCluster."""
-    local_workers: int = 2
-    local_resources: Mapping[str, int] = field(default_factory=lambda: {"normal": 1, "admin": 1})
-    prefetch: int = 2
-    """Jobs per slot that may wait at Dask, so a worker never waits for the head between
-    short jobs (one sent ahead may start after a higher-priority job queued later)."""
-    kill_grace_s: float = 2.0
-    refresh_s: float = 1.0
-    """How often the workers (and so the slots) are looked up."""
-    connect_timeout_s: float = 30.0
-    no_dask_retries: bool = True
-    """Ask the scheduler for ``allowed_failures = 0`` (cryoflow retries lost jobs)."""
-
-
-# On the worker
-
-
-class JobRegistry(WorkerPlugin):
-    """A Dask worker plugin: the cancel events of the jobs running in that worker."""
-
-    idempotent = True
-    name = PLUGIN_NAME
-
-    def __init__(self) -> None:
-        self._events: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}  # sent to workers empty: events and lock are per process
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()  # type: ignore[misc]
-
-    def setup(self, worker: Any) -> None:
-        """Called by Dask when the plugin is registered on a worker."""
-
-    def teardown(self, worker: Any) -> None:
-        """Called by Dask when the worker closes."""
-
-    def track(self, job_id: str) -> threading.Event:
-        with self._lock:
-            return self._events.setdefault(job_id, threading.Event())
-
-    def untrack(self, job_id: str) -> None:
-        with self._lock:
-            self._events.pop(job_id, None)
-
-    def cancel(self, job_id: str) -> bool:
-        with self._lock:
-            event = self._events.get(job_id)
-        if event is not None:
-            event.set()
-        return event is not None
-
-
-def node_name() -> str:
-    """The host a worker stands for: ``CRYOFLOW_NODE_NAME``, else its hostname."""
-    return os.environ.get(NODE_ENV) or socket.gethostname()
-
-
-def run_dask_task(task_json: str, topic: str, run_id: str, index: int = 0) -> dict[str, Any]:
-    """Run one job on this Dask worker; everything it reports goes out as events on
-    ``topic``, the result last (``finished``), so it arrives after every status and log
-    line without a fetch from the worker. The result is also returned, for a client
-    that missed the event."""
-    worker = get_worker()
-    task = task_from_json(task_json)
-    registry = _registry(worker)
-
-    def emit(kind: str, **fields: Any) -> None:
-        worker.log_event(topic, {"run": run_id, "job": task.id, "kind": kind, **fields})
-
-    host = node_name()
-    handle = WorkerHandle(
-        str(worker.name),
-        host=host,
-        on_status=lambda _job, key, value: emit("status", key=key, value=dumps(value)),
-        on_log=lambda _job, level, message: emit("log", level=level, message=message),
-    )
-    emit("started", name=str(worker.name), host=host, address=worker.address)
-    cancel = registry.track(task.id) if registry is not None else threading.Event()
-    try:
-        result = run_task(task, handle, cancel)
-    finally:
-        if registry is not None:
-            registry.untrack(task.id)
-    payload = {
-        "outcome": result.outcome.value,
-        "retval": result.retval,
-        "error": result.error,
-        "stats": dict(result.stats),
-    }
-    text = dumps(payload)
-    emit("finished", index=index, payload=text)
-    return dict(json.loads(text))
-
-
-def _registry(worker: Any) -> JobRegistry | None:
-    plugin = worker.plugins.get(PLUGIN_NAME) if worker is not None else None
-    return plugin if isinstance(plugin, JobRegistry) else None
-
-
-def cancel_on_worker(job_id: str, dask_worker: Any = None) -> bool:
-    """``client.run`` target: set the job's cancel event on this worker."""
-    registry = _registry(dask_worker)
-    return bool(registry is not None and registry.cancel(job_id))
-
-
-def no_dask_retries(dask_scheduler: Any = None) -> int:
-    """``client.run_on_scheduler`` target: a worker's death fails its task at once."""
-    if dask_scheduler is not None:
-        dask_scheduler.allowed_failures = 0
-    return 0
-
-
-# On the head
-
-
-@dataclass
-class _WorkerInfo:
-    address: str
-    name: str
-    host: str
-    resources: Mapping[str, float]
 
 
 @dataclass(eq=False)
@@ -222,15 +86,11 @@ class DaskExecutor:
 
     def __init__(self, options: DaskOptions | None = None) -> None:
         self._options = options or DaskOptions()
-        self._client: Any = None
-        self._cluster: Any = None
+        topic = f"cryoflow-{uuid.uuid4().hex[:12]}"
+        self._dask = DaskConnection(self._options, topic, self._on_event)
+        self._topic = topic
         self._sink: JobSink | None = None
-        self._topic = f"cryoflow-{uuid.uuid4().hex[:12]}"
         self._jobs: dict[str, _DaskJob] = {}
-        self._workers: dict[str, _WorkerInfo] = {}
-        self._capacity: dict[WorkerClass, int] = {c: 0 for c in WorkerClass}
-        self._refresher: asyncio.Task[None] | None = None
-        self._reconnecting: asyncio.Task[None] | None = None
         self._stopping = False
 
     # Executor interface
@@ -239,27 +99,20 @@ class DaskExecutor:
         """Connect (or start a LocalCluster) and learn the workers' slots."""
         self._sink = sink
         try:
-            await self._connect()
+            await self._dask.open()
         except (OSError, TimeoutError) as exc:
             where = self._options.scheduler or "a LocalCluster"
             raise WorkerError(f"cannot connect to the Dask scheduler at {where}: {exc}") from exc
-        self._refresher = asyncio.ensure_future(self._refresh_forever())
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Drop every job (reported lost), close the client and any LocalCluster."""
         self._stopping = True
-        for task in (self._refresher, self._reconnecting):
-            if task is not None:
-                task.cancel()
         for job in list(self._jobs.values()):
             self._lose(job, "the executor stopped while the job ran")
-        if self._client is not None:
-            await asyncio.wait_for(self._client.close(), timeout_s)
-        if self._cluster is not None:
-            await asyncio.wait_for(self._cluster.close(), timeout_s)
+        await self._dask.close(timeout_s)
 
     def capacity(self) -> Mapping[WorkerClass, int]:
-        return dict(self._capacity)
+        return dict(self._dask.capacity)
 
     def free_slots(self) -> Mapping[WorkerClass, int]:
         """Slots, plus ``prefetch`` jobs per slot that may wait at Dask, minus ours."""
@@ -267,7 +120,8 @@ class DaskExecutor:
         for job in self._jobs.values():
             busy[job.task.worker_class] += 1
         room = 1 + self._options.prefetch
-        return {c: max(0, self._capacity[c] * room - busy[c]) for c in WorkerClass}
+        capacity = self._dask.capacity
+        return {c: max(0, capacity[c] * room - busy[c]) for c in WorkerClass}
 
     def submit(self, task: Task) -> None:
         if task.id in self._jobs:
@@ -281,103 +135,12 @@ class DaskExecutor:
         if job is not None:
             self._stop_job(job, Outcome.CANCEL, grace_s)
 
-    # Connecting
-
-    async def _connect(self) -> None:
-        if self._options.scheduler is None and self._cluster is None:
-            self._cluster = await _local_cluster(self._options)
-        address = self._options.scheduler or self._cluster.scheduler_address
-        self._client = await Client(
-            address, asynchronous=True, timeout=self._options.connect_timeout_s
-        )
-        await self._prepare_cluster()
-
-    async def _prepare_cluster(self) -> None:
-        client = self._client
-        client.subscribe_topic(self._topic, self._on_event)
-        await client.register_plugin(JobRegistry(), name=PLUGIN_NAME)
-        if self._options.no_dask_retries:
-            try:
-                await client.run_on_scheduler(no_dask_retries)
-            except Exception as exc:  # the scheduler may lack cryoflow; Dask then retries
-                log.warning(
-                    "the Dask scheduler kept its own retries of lost workers' tasks "
-                    "(%s); set distributed.scheduler.allowed-failures to 0 there",
-                    exc,
-                )
-        await self._refresh()
-
-    async def _connected(self) -> None:
-        """Return once the client talks to a scheduler again (reconnecting if needed)."""
-        if self._client is not None and self._client.status == "running":
-            return
-        if self._reconnecting is None or self._reconnecting.done():
-            self._reconnecting = asyncio.ensure_future(self._reconnect())
-        await asyncio.shield(self._reconnecting)
-
-    async def _reconnect(self) -> None:
-        while not self._stopping:
-            status = self._client.status if self._client is not None else "closed"
-            if status == "running":
-                break
-            if status in ("closed", "closing", "failed"):
-                await self._replace_client()
-                continue
-            await asyncio.sleep(0.1)
-        await self._prepare_cluster()
-
-    async def _replace_client(self) -> None:
-        old, self._client = self._client, None
-        if old is not None:
-            await old.close()
-        address = self._options.scheduler or self._cluster.scheduler_address
-        try:
-            self._client = await Client(
-                address, asynchronous=True, timeout=self._options.connect_timeout_s
-            )
-        except (OSError, TimeoutError) as exc:
-            log.warning("Dask scheduler %s not reachable yet (%s); trying again", address, exc)
-            await asyncio.sleep(1.0)
-
-    # Workers and slots
-
-    async def _refresh_forever(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(self._options.refresh_s)
-            try:
-                await self._refresh()
-            except (OSError, TimeoutError, AttributeError) as exc:
-                log.debug("Dask worker refresh failed: %s", exc)
-
-    async def _refresh(self) -> None:
-        client = self._client
-        if client is None or client.status != "running":
-            return
-        identity = await client.scheduler.identity(n_workers=-1)
-        workers = identity.get("workers", {})
-        new = [a for a in workers if a not in self._workers]
-        hosts = await client.run(node_name, workers=new, on_error="ignore") if new else {}
-        self._workers = {
-            address: _WorkerInfo(
-                address,
-                str(info.get("name", address)),
-                str(hosts.get(address) or self._known_host(address, info)),
-                info.get("resources") or {},
-            )
-            for address, info in workers.items()
-        }
-        self._capacity = _slots(self._workers.values())
-
-    def _known_host(self, address: str, info: Mapping[str, Any]) -> str:
-        known = self._workers.get(address)
-        return known.host if known is not None else str(info.get("host", address))
-
     # Running one job
 
     async def _drive(self, job: _DaskJob) -> None:
         while True:
             try:
-                await self._connected()
+                await self._dask.connected()
                 result = await self._run_once(job)
             except _SchedulerLost:
                 continue
@@ -449,7 +212,7 @@ class DaskExecutor:
 
     def _submit_one(self, job: _DaskJob, addresses: Sequence[str] | None, index: int) -> Any:
         task = job.task
-        return self._client.submit(
+        return self._dask.client.submit(
             run_dask_task,
             job.text,
             self._topic,
@@ -467,14 +230,14 @@ class DaskExecutor:
         if not task.ccnode:
             return [None]
         by_host: dict[str, list[str]] = {}
-        for info in self._workers.values():
+        for info in self._dask.workers.values():
             if info.resources.get(task.worker_class.value, 0) > 0:
                 by_host.setdefault(info.host, []).append(info.address)
         if task.ccnode == "all":
             return [by_host[host] for host in sorted(by_host)] or [None]
         pinned = [
             i.address
-            for i in self._workers.values()
+            for i in self._dask.workers.values()
             if task.ccnode in (i.host, i.name, i.address, i.address.split("://")[-1])
             and i.address in sum(by_host.values(), [])
         ]
@@ -524,7 +287,7 @@ class DaskExecutor:
             return
         job.stop_reason, job.grace_s = reason, grace_s
         if not job.started:
-            asyncio.ensure_future(self._client.cancel(job.futures))
+            asyncio.ensure_future(self._dask.client.cancel(job.futures))
             return
         asyncio.ensure_future(self._cancel_on_workers(job))
         loop = asyncio.get_running_loop()
@@ -532,7 +295,7 @@ class DaskExecutor:
 
     async def _cancel_on_workers(self, job: _DaskJob) -> None:
         try:
-            await self._client.run(
+            await self._dask.client.run(
                 cancel_on_worker, job.task.id, workers=sorted(job.addresses), on_error="ignore"
             )
         except (OSError, TimeoutError) as exc:
@@ -541,7 +304,7 @@ class DaskExecutor:
     def _abandon(self, job: _DaskJob) -> None:
         """The job ignored its cancel: stop waiting for it (its thread runs on)."""
         if self._jobs.get(job.task.id) is job:
-            asyncio.ensure_future(self._client.cancel(job.futures))
+            asyncio.ensure_future(self._dask.client.cancel(job.futures))
 
     # Reports
 
@@ -577,26 +340,6 @@ def _notify_when_settled(job: _DaskJob, loop: asyncio.AbstractEventLoop) -> None
 
 class _KilledWorkers(Exception):
     """A worker died while it ran the job."""
-
-
-async def _local_cluster(options: DaskOptions) -> Any:
-    return await LocalCluster(
-        n_workers=options.local_workers,
-        threads_per_worker=max(1, int(sum(options.local_resources.values()))),
-        processes=True,
-        asynchronous=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-        resources=dict(options.local_resources),
-    )
-
-
-def _slots(workers: Any) -> dict[WorkerClass, int]:
-    slots = {c: 0 for c in WorkerClass}
-    for info in workers:
-        for worker_class in WorkerClass:
-            slots[worker_class] += int(info.resources.get(worker_class.value, 0))
-    return slots
 
 
 def _stopped_result(job: _DaskJob, result: JobResult | None) -> JobResult:
