@@ -25,10 +25,12 @@ from cryoflow.api.routes_colony import install
 from cryoflow.api.server import build_app, build_context
 from cryoflow.cli import main as cli
 from cryoflow.executor import Executor
+from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.head import Head
 from cryoflow.pyapi.records import RunStatus
 from cryoflow.pyapi.routing import RoutingExecutor
 from cryoflow.store import Store
+from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.inline import InlineExecutor
 
 TYPE = "wf-executor"
@@ -444,3 +446,61 @@ def test_a_module_asking_for_a_cycle_fails_with_the_reason(tmp_path: Path) -> No
     assert record.failed == ("g",) and record.never_started == ("after",)
     assert "add_child refused" in (record.nodes["g"].error or "")
     assert "cycle" in (record.nodes["g"].error or "")
+
+
+class FakeExecutor:
+    """One ``normal`` slot; remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.running: list[str] = []
+
+    async def start(self, sink: Any) -> None:
+        self.sink = sink
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        pass
+
+    def capacity(self) -> dict[WorkerClass, int]:
+        return {WorkerClass.NORMAL: 1}
+
+    def free_slots(self) -> dict[WorkerClass, int]:
+        return {WorkerClass.NORMAL: 1 - len(self.running)}
+
+    def submit(self, task: Task) -> None:
+        assert not self.running, "submitted to a full executor"
+        self.running.append(task.id)
+
+    def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
+        pass
+
+
+class Sink:
+    graph = None
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args: self.events.append((name, args))
+
+
+def test_external_jobs_never_wait_behind_local_ones_and_local_overflow_is_held() -> None:
+    inner, queue, sink = FakeExecutor(), ColonyQueue(), Sink()
+    routing = RoutingExecutor(inner, external=queue)
+    asyncio.run(routing.start(sink))
+
+    def task(job: str, executortype: str | None = None) -> Task:
+        extra = {"executortype": executortype} if executortype else {}
+        return Task(id=job, pebble_id=1, node=job.split("/")[1].split("#")[0], module="m",
+                    module_ref=None, args={}, extra=extra)
+
+    routing.submit(task("1/a#1"))
+    assert routing.free_slots()[WorkerClass.NORMAL] == 1  # the spare slot
+    routing.submit(task("1/b#1", TYPE))
+    assert [p.task.id for p in queue.processes.values()] == ["1/b#1"]
+    routing.submit(task("1/c#1"))  # taken through the spare slot: held
+    assert inner.running == ["1/a#1"] and routing.free_slots()[WorkerClass.NORMAL] == 0
+    inner.running.clear()
+    inner.sink.job_finished("1/a#1", JobResult(Outcome.SUCCESS))
+    assert inner.running == ["1/c#1"]
+    assert ("job_finished", ("1/a#1", JobResult(Outcome.SUCCESS))) in sink.events

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -15,7 +17,7 @@ import pytest
 
 from cryoflow import operations
 from cryoflow.errors import ConfigError
-from cryoflow.graph.model import WorkerClass
+from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.operations import (
     BashTask,
     CommandBasedTask,
@@ -26,8 +28,10 @@ from cryoflow.operations import (
 from cryoflow.pyapi import opsupport
 from cryoflow.pyapi.records import RunFailed, RunStatus
 from cryoflow.pyapi.tasks import Context
-from cryoflow.workers.base import JobSink, Task
+from cryoflow.workers.base import JobResult, JobSink, Task
+from cryoflow.workers.handle import WorkerHandle
 from cryoflow.workers.inline import InlineExecutor
+from cryoflow.workers.runtime import BUILTIN_MODULES, run_task
 
 
 def deps(run: operations.OperationRun) -> dict[str, tuple[str, ...]]:
@@ -297,3 +301,30 @@ def test_task_names_are_normalised_and_duplicates_refused_before_anything_runs(
     with pytest.raises(ConfigError, match="'My_Task' and 'my task' have the same name 'my-task'"):
         twice.execute()
     assert not (tmp_path / "dup").exists()
+
+
+@pytest.mark.parametrize("name", ["python", "bash"])
+def test_the_python_and_bash_modules_declare_a_literal_ccmodule(name: str) -> None:
+    tree = ast.parse((BUILTIN_MODULES / f"{name}.py").read_text())
+    [declared] = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                  and getattr(n.targets[0], "id", "") == "ccmodule"]
+    assert {"description", "inputs", "outputs", "defaults", "status"} <= set(declared)
+
+
+def bash(args: dict[str, Any], cancel: threading.Event | None = None) -> JobResult:
+    task = Task(id="1/b#1", pebble_id=1, node="b", module="bash", module_ref=None, args=args)
+    return run_task(task, WorkerHandle("w"), cancel or threading.Event())
+
+
+def test_the_bash_module_fails_on_an_exit_code_other_than_zero() -> None:
+    result = bash({"script": "echo oops >&2; exit 3"})
+    assert result.outcome is Outcome.ERROR
+    assert result.error == "RuntimeError: bash exited with code 3: oops"
+
+
+def test_the_bash_module_stops_the_process_when_the_job_is_cancelled() -> None:
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    result = bash({"command": ["sleep", "30"]}, cancel)
+    assert result.outcome is Outcome.CANCEL and time.monotonic() - started < 5

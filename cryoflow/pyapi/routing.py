@@ -141,8 +141,8 @@ class RoutingExecutor:
         self._external_jobs.add(task.id)
         graph = getattr(self._sink.sink, "graph", None)
         node = graph.nodes.get(task.node.split("@", 1)[0]) if graph is not None else None
-        self.external.put(task, self._sink, node.priority if node is not None else 50)
         self._sink.sink.job_status(task.id, "executor", "waiting")
+        self.external.put(task, self._sink, node.priority if node is not None else 50)
 
     def _report_finished(self, job_id: str, result: JobResult) -> None:
         if self._sink is not None:
