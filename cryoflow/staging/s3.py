@@ -37,6 +37,7 @@ from cryoflow.staging.s3parts import (
     PartPool,
     damaged,
     drain,
+    flush_behind,
     hash_from_file,
     part_size_for,
     ranges,
@@ -294,12 +295,14 @@ class S3Stager:
 
         with PartPool(self.settings.max_concurrency, stop) as pool:
             futures = [pool.submit(get, o, n) for o, n in ranges(size, step or size)]
+            unsynced = 0
             for future, (offset, length) in zip(futures, ranges(size, step or size)):
                 part_md5 = future.result()
                 if inline:
                     hasher.add_part(part_md5)
                 elif hasher.active:
                     hash_from_file(fd, offset, length, hasher)
+                unsynced = flush_behind(fd, unsynced + length)
 
     def _list_keys(self, ref: _Ref, prefixes: list[str]) -> Iterator[list[str]]:
         paginator = ref.client.get_paginator("list_objects_v2")

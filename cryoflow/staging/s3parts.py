@@ -134,6 +134,21 @@ def write_at(fd: int, data: bytes, offset: int) -> None:
         raise local_write_error(exc, "an S3 object") from exc
 
 
+FLUSH_BYTES = 64 << 20
+
+
+def flush_behind(fd: int, unsynced: int) -> int:
+    """Write finished ranges to disk while later ones still download, so the final
+    ``fsync`` before the rename has little left to do; returns the bytes not yet synced."""
+    if unsynced < FLUSH_BYTES:
+        return unsynced
+    try:
+        os.fdatasync(fd)
+    except OSError as exc:
+        raise local_write_error(exc, "an S3 object") from exc
+    return 0
+
+
 def hash_from_file(fd: int, offset: int, length: int, hasher: EtagHasher) -> None:
     end = offset + length
     while offset < end:
