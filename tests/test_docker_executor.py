@@ -26,14 +26,8 @@ from executorkit import (
 )
 
 from cryoflow.graph.model import Outcome, WorkerClass, frozen_map
-from cryoflow.workers.docker import (
-    PACKAGE_ROOT,
-    BindMount,
-    DockerExecutor,
-    DockerOptions,
-    container_spec,
-    plan_mounts,
-)
+from cryoflow.workers.docker import DockerExecutor, DockerOptions
+from cryoflow.workers.docker_plan import PACKAGE_ROOT, BindMount, container_spec, plan_mounts
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER_IMAGE = "local/cryoflow-worker:test"

@@ -28,10 +28,9 @@ from fake_k8s import (
 from cryoflow.errors import CryoflowError, WorkerError
 from cryoflow.graph.model import Outcome, WorkerClass, frozen_map
 from cryoflow.workers.base import Task
-from cryoflow.workers.kubernetes import (
-    KubernetesExecutor,
+from cryoflow.workers.kubernetes import KubernetesExecutor, configuration_for
+from cryoflow.workers.kubernetes_manifest import (
     KubernetesOptions,
-    configuration_for,
     job_manifest,
     job_name,
     label_value,

@@ -2,12 +2,12 @@
 
 :class:`KubernetesExecutor` turns each job into one Kubernetes Job of the node's
 ``image`` (or the executor's default image) in a configurable namespace
-(:func:`job_manifest`, a pure function): labelled with workflow, node and pebble,
-resource requests and limits and a GPU from the node's ``extra["resources"]`` and
-worker class, ``backoffLimit: 0`` (cryoflow owns retries), ``ttlSecondsAfterFinished``,
-``restartPolicy: Never``, the task as JSON in the ``CRYOFLOW_TASK`` variable and
-``python3 -m cryoflow.container`` as the command. ``ccnode: HOST`` becomes a
-``nodeSelector`` on ``kubernetes.io/hostname``.
+(:func:`~.kubernetes_manifest.job_manifest`, a pure function): labelled with
+workflow, node and pebble, resource requests and limits and a GPU from the node's
+``extra["resources"]`` and worker class, ``backoffLimit: 0`` (cryoflow owns retries),
+``ttlSecondsAfterFinished``, ``restartPolicy: Never``, the task as JSON in the
+``CRYOFLOW_TASK`` variable and ``python3 -m cryoflow.container`` as the command.
+``ccnode: HOST`` becomes a ``nodeSelector`` on ``kubernetes.io/hostname``.
 
 The head follows the pod's log for the line protocol (:mod:`.lineproto`) and watches
 the Job's status for the outcome; the container's exit code and ``OOMKilled`` come
@@ -18,185 +18,33 @@ retries such a job after its own restart, the executor re-attaches to the runnin
 Job instead of starting another.
 
 Connection: a given ``kubernetes.client.Configuration``, else the in-cluster
-configuration, else the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``).
+configuration, else the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``); the API
+calls are in :mod:`.kubernetes_api`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryoflow.errors import CryoflowError, WorkerError
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import JobResult, JobSink, Task
-from cryoflow.workers.lineproto import ProtocolReader, task_to_json, with_times
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_PREFIX = "cryoflow.io/"
-RUNNER_COMMAND = ("python3", "-m", "cryoflow.container")
-WATCH_S = 5
-"""Length of one watch request on a Job; the stop flag is checked between them."""
-POLL_S = 0.2
-"""Between looks at a pod that is not running yet."""
-_LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
-_POD_FAILURES = (
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
+from cryoflow.workers.kubernetes_api import KubernetesApi
+from cryoflow.workers.kubernetes_manifest import (
+    KubernetesOptions,
+    job_key,
+    job_manifest,
+    job_name,
+    label_value,
 )
+from cryoflow.workers.lineproto import ProtocolReader, with_times
 
-
-@dataclass(frozen=True, kw_only=True)
-class KubernetesOptions:
-    """How :class:`KubernetesExecutor` makes Jobs. Units are in the names."""
-
-    namespace: str = "default"
-    image: str | None = None
-    """Image for nodes without ``image``; None: such a job fails and says so."""
-    ttl_s: int = 600
-    """``ttlSecondsAfterFinished``: how long a finished Job is kept."""
-    kill_grace_s: float = 2.0
-    command: tuple[str, ...] = RUNNER_COMMAND
-    service_account: str | None = None
-    image_pull_policy: str | None = None
-    gpu_resource: str = "nvidia.com/gpu"
-    env: Mapping[str, str] = field(default_factory=dict)
-    pod_start_timeout_s: float = 600.0
-    """A pod not running after this long fails its job (its Job is deleted)."""
-
-
-# The manifest (pure)
-
-
-def job_manifest(task: Task, options: KubernetesOptions) -> dict[str, Any]:
-    """The ``batch/v1`` Job for ``task``; :class:`CryoflowError` without an image."""
-    image = task.image or options.image
-    if not image:
-        raise CryoflowError(
-            f"node {task.node} has no image; set 'image' on the node or give the "
-            "Kubernetes executor a default image"
-        )
-    labels = job_labels(task)
-    spec: dict[str, Any] = {
-        "backoffLimit": 0,
-        "ttlSecondsAfterFinished": options.ttl_s,
-        "template": {"metadata": {"labels": labels}, "spec": _pod_spec(task, image, options)},
-    }
-    if task.timeout_s is not None:  # a safety net; the head deletes the Job on time
-        spec["activeDeadlineSeconds"] = int(task.timeout_s + options.kill_grace_s) + 60
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job_name(task),
-            "namespace": options.namespace,
-            "labels": labels,
-            "annotations": {
-                f"{LABEL_PREFIX}job-id": task.id,
-                f"{LABEL_PREFIX}job-key": job_key(task.id),
-                f"{LABEL_PREFIX}workflow": task.workflow,
-            },
-        },
-        "spec": spec,
-    }
-
-
-def _pod_spec(task: Task, image: str, options: KubernetesOptions) -> dict[str, Any]:
-    container: dict[str, Any] = {
-        "name": "job",
-        "image": image,
-        "command": list(options.command),
-        "env": _env(task, options),
-    }
-    resources = _resources(task, options)
-    if resources:
-        container["resources"] = resources
-    if options.image_pull_policy:
-        container["imagePullPolicy"] = options.image_pull_policy
-    pod: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "terminationGracePeriodSeconds": max(1, round(options.kill_grace_s)),
-        "containers": [container],
-    }
-    if options.service_account:
-        pod["serviceAccountName"] = options.service_account
-    if task.ccnode and task.ccnode != "all":
-        pod["nodeSelector"] = {"kubernetes.io/hostname": task.ccnode}
-    return pod
-
-
-def _env(task: Task, options: KubernetesOptions) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": "CRYOFLOW_TASK", "value": task_to_json(task)},
-        {"name": "CRYOFLOW_JOB_ID", "value": task.id},
-        {"name": "CRYOFLOW_WORKER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "CRYOFLOW_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-    ]
-    return env + [{"name": k, "value": str(v)} for k, v in sorted(options.env.items())]
-
-
-def _resources(task: Task, options: KubernetesOptions) -> dict[str, dict[str, str]]:
-    wanted = task.extra.get("resources") or {}
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    if wanted.get("cpus") is not None:
-        requests["cpu"] = limits["cpu"] = str(wanted["cpus"])
-    if wanted.get("memory") is not None:
-        requests["memory"] = limits["memory"] = _quantity(wanted["memory"])
-    gpus = wanted.get("gpus", 1 if task.worker_class is WorkerClass.GPU else 0)
-    if gpus:
-        limits[options.gpu_resource] = str(int(gpus))
-    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
-
-
-def _quantity(memory: Any) -> str:
-    """Docker-style sizes (``512m``, ``2g``) as Kubernetes quantities (``512Mi``)."""
-    text = str(memory).strip()
-    match = re.fullmatch(r"(\d+)([kmgt])b?", text, re.IGNORECASE)
-    if match:
-        return f"{match.group(1)}{match.group(2).upper()}i"
-    return text
-
-
-def job_name(task: Task) -> str:
-    """A DNS-1123 name, unique per job attempt: ``cf-12-wind-3-1-0a1b2c3d``."""
-    digest = hashlib.sha1(f"{task.workflow}\0{task.id}".encode()).hexdigest()[:8]
-    slug = re.sub(r"[^a-z0-9-]+", "-", task.id.lower()).strip("-")[:40].strip("-")
-    return f"cf-{slug}-{digest}" if slug else f"cf-{digest}"
-
-
-def job_key(job_id: str) -> str:
-    """The job id without its attempt: ``12/Wind/3#2`` → ``12/Wind/3``."""
-    key, hash_mark, attempt = job_id.rpartition("#")
-    return key if hash_mark and attempt.isdigit() else job_id
-
-
-def label_value(text: str) -> str:
-    """``text`` made a valid label value (63 characters, alphanumeric at both ends)."""
-    cleaned = _LABEL_VALUE.sub("-", text)[:63]
-    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned)
-
-
-def job_labels(task: Task) -> dict[str, str]:
-    return {
-        MANAGED_BY: "cryoflow",
-        f"{LABEL_PREFIX}workflow": label_value(task.workflow),
-        f"{LABEL_PREFIX}node": label_value(task.node),
-        f"{LABEL_PREFIX}pebble": str(task.pebble_id),
-    }
-
-
-# The executor
+__all__ = ["KubernetesExecutor", "KubernetesOptions", "configuration_for", "job_manifest"]
 
 
 @dataclass(eq=False)
@@ -242,7 +90,7 @@ class KubernetesExecutor:
     async def start(self, sink: JobSink) -> None:
         """Connect and find the Jobs a previous head left running."""
         self._sink, self._loop = sink, asyncio.get_running_loop()
-        self._api = await asyncio.to_thread(_Api.connect, self._configuration)
+        self._api = await asyncio.to_thread(KubernetesApi.connect, self._configuration)
         self._orphans = await asyncio.to_thread(self._api.running_jobs, self._options.namespace)
         self._started_up = True
 
@@ -415,206 +263,6 @@ def _job_error(job: _KubeJob, exc: Exception) -> str:
         f"Kubernetes could not run job {job.task.id} of node {job.task.node} "
         f"(Job {job.name}): {type(exc).__name__}: {exc}"
     )
-
-
-# The API calls, each wrapped into cryoflow's errors
-
-
-@dataclass(frozen=True)
-class _Pod:
-    name: str
-    node: str
-
-
-@dataclass(frozen=True)
-class _Ended:
-    exit_code: int | None
-    reason: str | None
-
-
-class _Api:
-    """The few Kubernetes API calls the executor makes (thread-safe, blocking)."""
-
-    def __init__(self, api_client: Any) -> None:
-        from kubernetes import client
-
-        self._client = api_client
-        self.batch: Any = client.BatchV1Api(api_client)
-        self.core: Any = client.CoreV1Api(api_client)
-
-    @classmethod
-    def connect(cls, configuration: Any = None) -> _Api:
-        from kubernetes import client, config
-
-        if configuration is None:
-            configuration = client.Configuration()
-            try:
-                config.load_incluster_config(client_configuration=configuration)
-            except config.ConfigException:
-                try:
-                    config.load_kube_config(client_configuration=configuration)
-                except (config.ConfigException, OSError) as exc:
-                    raise WorkerError(
-                        "no Kubernetes configuration: not in a cluster and no kubeconfig "
-                        f"({exc}); set KUBECONFIG"
-                    ) from exc
-        return cls(client.ApiClient(configuration))
-
-    def close(self) -> None:
-        self._client.close()
-
-    def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> None:
-        name = manifest["metadata"]["name"]
-        with _wrapped(f"creating Job {name} in namespace {namespace}"):
-            self.batch.create_namespaced_job(namespace, manifest)
-
-    def delete_job(self, namespace: str, name: str, grace_s: float) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.batch.delete_namespaced_job(
-                name,
-                namespace,
-                propagation_policy="Background",
-                grace_period_seconds=max(0, round(grace_s)),
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise WorkerError(f"cannot delete Kubernetes Job {name}: {exc.reason}") from exc
-
-    def running_jobs(self, namespace: str) -> dict[tuple[str, str], str]:
-        """``(workflow label, job key) → Job name`` for our Jobs still running."""
-        with _wrapped(f"listing Jobs in namespace {namespace}"):
-            jobs = self.batch.list_namespaced_job(
-                namespace, label_selector=f"{MANAGED_BY}=cryoflow"
-            ).items
-        found = {}
-        for item in jobs:
-            status = item.status
-            if status is not None and (status.succeeded or status.failed):
-                continue
-            labels = item.metadata.labels or {}
-            key = (item.metadata.annotations or {}).get(f"{LABEL_PREFIX}job-key")
-            if key:
-                found[(labels.get(f"{LABEL_PREFIX}workflow", ""), key)] = item.metadata.name
-        return found
-
-    def wait_for_pod(
-        self, namespace: str, job: str, stop: Callable[[], bool], timeout_s: float
-    ) -> _Pod | None:
-        """The Job's pod once it runs (or has ended); None when stopped first."""
-        deadline = time.monotonic() + timeout_s
-        while not stop():
-            with _wrapped(f"listing the pods of Job {job}"):
-                pods = self.core.list_namespaced_pod(
-                    namespace, label_selector=f"job-name={job}"
-                ).items
-            for pod in pods:
-                if pod.status is not None and pod.status.phase in (
-                    "Running",
-                    "Succeeded",
-                    "Failed",
-                ):
-                    return _Pod(pod.metadata.name, pod.spec.node_name or "")
-                _raise_if_stuck(job, pod)
-            if time.monotonic() > deadline:
-                raise WorkerError(
-                    f"the pod of Kubernetes Job {job} did not start within {timeout_s:g}s"
-                )
-            time.sleep(POLL_S)
-        return None
-
-    def follow_log(self, namespace: str, pod: str) -> Iterator[str]:
-        """The pod's log lines until its container ends."""
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            yield from watch.Watch().stream(
-                self.core.read_namespaced_pod_log, pod, namespace, follow=True
-            )
-        except ApiException as exc:
-            if exc.status != 404:  # a deleted pod ends its log
-                raise WorkerError(f"cannot follow the log of pod {pod}: {exc.reason}") from exc
-
-    def wait_for_end(self, namespace: str, job: str, pod: str, stop: Callable[[], bool]) -> _Ended:
-        """Watch the Job until it completed, failed or was deleted; the pod's exit code."""
-        while not stop():
-            if not self._job_exists(namespace, job):
-                return _Ended(None, "deleted")
-            for kind, obj in self._job_events(namespace, job):
-                if kind == "DELETED":
-                    return _Ended(None, "deleted")
-                if _finished(obj):
-                    return self._exit_of(namespace, pod)
-        return _Ended(None, "deleted")
-
-    def _job_exists(self, namespace: str, job: str) -> bool:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.batch.read_namespaced_job(job, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise WorkerError(f"reading Job {job}: {exc.status} {exc.reason}") from exc
-        return True
-
-    def _job_events(self, namespace: str, job: str) -> Iterator[tuple[str, Any]]:
-        """A few seconds of the Job's watch events (the current state comes first)."""
-        from kubernetes import watch
-
-        with _wrapped(f"watching Job {job}"):
-            for event in watch.Watch().stream(
-                self.batch.list_namespaced_job,
-                namespace,
-                field_selector=f"metadata.name={job}",
-                timeout_seconds=WATCH_S,
-            ):
-                yield event["type"], event["object"]
-
-    def _exit_of(self, namespace: str, pod: str) -> _Ended:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            status = self.core.read_namespaced_pod(pod, namespace).status
-        except ApiException:
-            return _Ended(None, None)
-        for container in status.container_statuses or []:
-            terminated = container.state.terminated if container.state else None
-            if terminated is not None:
-                return _Ended(terminated.exit_code, terminated.reason)
-        return _Ended(None, None)
-
-
-def _finished(job: Any) -> bool:
-    for condition in (job.status.conditions or []) if job.status else []:
-        if condition.type in ("Complete", "Failed") and condition.status == "True":
-            return True
-    return False
-
-
-def _raise_if_stuck(job: str, pod: Any) -> None:
-    for container in (pod.status.container_statuses or []) if pod.status else []:
-        waiting = container.state.waiting if container.state else None
-        if waiting is not None and waiting.reason in _POD_FAILURES:
-            raise WorkerError(
-                f"the pod of Kubernetes Job {job} cannot start: {waiting.reason}: {waiting.message}"
-            )
-
-
-@contextlib.contextmanager
-def _wrapped(doing: str) -> Iterator[None]:
-    """Re-raise the client's errors as :class:`WorkerError` saying what was done."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    try:
-        yield
-    except ApiException as exc:
-        raise WorkerError(f"{doing}: {exc.status} {exc.reason}") from exc
-    except (HTTPError, OSError) as exc:
-        raise WorkerError(f"{doing}: {exc}") from exc
 
 
 def configuration_for(host: str, *, token: str | None = None) -> Any:
