@@ -27,6 +27,7 @@ then SIGKILL after the grace). A container's exit code is reported as such
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import tempfile
@@ -51,6 +52,8 @@ from cryoflow.workers.docker_plan import (
 from cryoflow.workers.lineproto import ProtocolReader, task_to_json, with_times
 
 __all__ = ["DockerExecutor", "DockerOptions"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -114,7 +117,10 @@ class DockerExecutor:
             self._stop_container(job, Outcome.CANCEL, 0.0)
         for pool in (self._pool, self._control):
             if pool is not None:
-                await asyncio.wait_for(asyncio.to_thread(pool.shutdown, wait=True), timeout_s)
+                try:
+                    await asyncio.wait_for(asyncio.to_thread(pool.shutdown, wait=True), timeout_s)
+                except TimeoutError:
+                    log.warning("Docker job threads still busy after %gs; leaving them", timeout_s)
         for job in list(self._jobs.values()):
             self._finish(job, JobResult(Outcome.CANCEL))
         if self._client is not None:

@@ -243,6 +243,7 @@ def _spawn(name: str, target: Callable[..., None], *args: Any) -> None:
 
 
 def _stopped_result(job: _KubeJob, result: JobResult) -> JobResult:
+    """A stopped job ends ``cancel`` or ``timeout`` however its pod ended."""
     if job.stop_reason is Outcome.TIMEOUT:
         return replace(
             result, outcome=Outcome.TIMEOUT, error=f"timeout after {job.task.timeout_s:g}s"
@@ -251,7 +252,7 @@ def _stopped_result(job: _KubeJob, result: JobResult) -> JobResult:
         return replace(
             result,
             outcome=Outcome.CANCEL,
-            error=result.error or f"cancelled; Kubernetes Job {job.name} deleted",
+            error=f"cancelled; Kubernetes Job {job.name} deleted",
         )
     return result
 
