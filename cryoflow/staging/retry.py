@@ -69,7 +69,8 @@ def call_with_retry(
             return action()
         except TransientStagingError as exc:
             if attempt >= policy.attempts:
-                raise TransientStagingError(f"{exc} (after {attempt} attempts)") from exc
+                tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
+                raise TransientStagingError(f"{exc} (after {tries})") from exc
             sleep(policy.delay_s(attempt, rand))
     raise AssertionError("unreachable")  # pragma: no cover
 
