@@ -271,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
     then the file · ``/short/NAME`` Content-Length 1000 more than sent · ``/redirect/N/NAME``
     a chain of N redirects · ``/loop`` redirects to itself · ``/to?u=URL`` redirects to URL ·
     ``/drip/N`` N bytes, one per ``drip_s`` · ``/big/N`` N bytes without Content-Length ·
-    ``/status/CODE`` that status.
+    ``/status/CODE`` that status · ``/getonly/NAME`` the file, but 403 for HEAD.
     """
 
     server: FaultyHttpServer
@@ -362,6 +362,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def route_status(self, code: str) -> None:
         self.send_error(int(code))
+
+    def route_getonly(self, *name: str) -> None:
+        if self.command == "HEAD":
+            self.send_error(403)
+        else:
+            self.route_f(*name)
 
 
 class FaultyHttpServer(ThreadingHTTPServer):

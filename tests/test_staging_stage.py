@@ -250,6 +250,15 @@ def test_the_cache_serves_the_same_version_again_without_a_download(
     assert Path(third).read_bytes() == b"v2" * 1000
 
 
+def test_a_server_that_refuses_head_is_downloaded_without_the_cache(
+    http_server: FaultyHttpServer, tmp_path: Path
+):
+    (http_server.docroot / "g.bin").write_bytes(b"presigned")
+    config = make_config(cache_dir=tmp_path / "cache")
+    path = stage_in(http_server.url("/getonly/g.bin"), {}, work_dir=tmp_path, config=config)
+    assert Path(path).read_bytes() == b"presigned"
+
+
 def test_sweep_removes_staging_leftovers_only(tmp_path: Path):
     (tmp_path / ".scene.nc.part-abc123").write_bytes(b"half")
     (tmp_path / ".x.tar.part-zz").mkdir()

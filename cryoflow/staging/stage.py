@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cryoflow.errors import StagingError
+from cryoflow.errors import StagingError, TransientStagingError
 from cryoflow.failpoints import Failpoints
 from cryoflow.staging.base import (
     REMOTE_SCHEMES,
@@ -226,13 +226,24 @@ def _fetch_once(
     return meta
 
 
+def _version(stager: Stager, url: ParsedURL) -> Meta | None:
+    """The object's version for the cache; None when the server will not tell (a HEAD
+    refused for a presigned GET URL, a 405): then it is just downloaded."""
+    try:
+        return stager.stat(url)
+    except (TransientStagingError, MissingObjectError):
+        raise
+    except StagingError:
+        return None
+
+
 def _fill(stager: Stager, url: ParsedURL, part: Path, cache: DownloadCache | None) -> Meta:
     """Write the object into ``part``: from the cache when it holds this version."""
     if cache is None:
         return stager.fetch(url, part)
-    expected = stager.stat(url)
-    key = cache.key(url, expected)
-    if key is None:
+    expected = _version(stager, url)
+    key = cache.key(url, expected) if expected is not None else None
+    if expected is None or key is None:
         return stager.fetch(url, part, expected=expected)
     if cache.copy_to(key, expected.size, part):
         return expected
