@@ -157,6 +157,8 @@ class DaskExecutor:
             return
 
     async def _run_once(self, job: _DaskJob) -> JobResult:
+        if job.stop_reason is not None:  # stopped while the scheduler was away
+            return _stopped_result(job, None)
         job.run_id, job.started, job.addresses, job.payloads = uuid.uuid4().hex, False, set(), {}
         targets = self._targets(job.task)
         if isinstance(targets, JobResult):
@@ -235,11 +237,12 @@ class DaskExecutor:
                 by_host.setdefault(info.host, []).append(info.address)
         if task.ccnode == "all":
             return [by_host[host] for host in sorted(by_host)] or [None]
+        eligible = {address for addresses in by_host.values() for address in addresses}
         pinned = [
             i.address
             for i in self._dask.workers.values()
             if task.ccnode in (i.host, i.name, i.address, i.address.split("://")[-1])
-            and i.address in sum(by_host.values(), [])
+            and i.address in eligible
         ]
         if pinned:
             return [pinned]
