@@ -185,6 +185,12 @@ class Head:
         self._schedule_tick()
         return future
 
+    def replace_graph(self, graph: Graph) -> None:
+        """Run on ``graph`` from now on: a graph grown by a running job (dynamic graphs)."""
+        self.graph = graph
+        self.engine.replace_graph(graph)
+        self.dispatcher.graph = graph
+
     def retry_pebble(self, pebble_id: int) -> bool:
         """Run a failed pebble again from its failed nodes; False if it did not fail."""
         saved = self.store.pebble(pebble_id)

@@ -73,6 +73,15 @@ def build_executor(settings: RunSettings) -> Executor:
         f"executor '{settings.executor}' is not available here; use --executor local")
 
 
+def _routed(executor: Executor) -> Executor:
+    """Hold ``executortype`` jobs for external executors; let jobs grow the graph."""
+    from cryoflow.api.colony import ColonyQueue
+    from cryoflow.pyapi.dynamic import grow_head
+    from cryoflow.pyapi.routing import RoutingExecutor
+
+    return RoutingExecutor(executor, external=ColonyQueue(), on_grow=grow_head)
+
+
 def run_workflow(graph: Graph, options: Mapping[str, Any], settings: RunSettings) -> int:
     """Run ``graph`` until its inputs are done (singlerun) or it is stopped."""
     _setup_logging(settings.loglevel)
@@ -97,7 +106,7 @@ async def _run(graph: Graph, options: dict[str, Any], settings: RunSettings) -> 
 async def _run_with_store(
     graph: Graph, options: dict[str, Any], settings: RunSettings, store: Store
 ) -> int:
-    executor = build_executor(settings)
+    executor = _routed(build_executor(settings))
     problems = missing_classes(graph, executor.capacity())
     if problems:
         raise CryoflowError("; ".join(problems))

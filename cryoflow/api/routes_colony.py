@@ -112,7 +112,7 @@ async def post_cancel(request: web.Request) -> web.Response:
 @routes.post("/api/v1/executors")
 async def post_executor(request: web.Request) -> web.Response:
     body = await json_body(request)
-    functions = body.get("functions") or []
+    functions = body.get("functions", [])
     if not isinstance(functions, list) or not all(isinstance(f, str) for f in functions):
         raise bad_request("functions must be a list of function names")
     info = _service(request).queue.register(_text(body, "name"), _text(body, "type"),

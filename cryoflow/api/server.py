@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cryoflow.api import routes_jobs, routes_pebbles, routes_system, routes_workflow
+from cryoflow.api import routes_colony, routes_jobs, routes_pebbles, routes_system, routes_workflow
 from cryoflow.api.auth import Tokens, access_middleware, add_security_headers, is_loopback
 from cryoflow.api.auth import json_errors as json_errors_middleware
 from cryoflow.api.context import CONTEXT, ApiContext
@@ -96,7 +96,9 @@ async def start_api(head: Head, *, host: str = "127.0.0.1", port: int = 0,
     _start_side_parts(context)
     listener = _listener(context)
     head.listeners.append(listener)
-    runner = web.AppRunner(build_app(context), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+    app = build_app(context)
+    routes_colony.install(app, context, queue=getattr(head.executor, "external", None))
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                            max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES)
     await runner.setup()
     server = ApiServer(f"http://{host}:{port}/", context, runner, listener)

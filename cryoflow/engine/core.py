@@ -100,6 +100,13 @@ class Engine:
             pebble.put(name, branch, state, self._is_main(name))
         self._pebbles[pebble_id] = pebble
 
+    def replace_graph(self, graph: Graph) -> None:
+        """Use ``graph`` (a grown copy of the current one) from now on; states are kept."""
+        self.graph = graph
+        self.topo = build_topology(graph)
+        self._ancestors.clear()
+        self._descendants.clear()
+
     def forget(self, pebble_id: int) -> None:
         """Drop a restored pebble from memory (nothing to do for it after all)."""
         self._pebbles.pop(pebble_id, None)

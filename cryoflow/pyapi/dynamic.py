@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from cryoflow.engine.topology import build_topology
 from cryoflow.errors import CryoflowError, GraphError
 from cryoflow.graph.flowgraph import PYTHON_MODULE, nodes_graph, python_args
 from cryoflow.graph.funcspec import FUNCSPEC_MODULE, spec_node, spec_problems
@@ -100,13 +99,5 @@ def grow_head(head: JobSink, job_id: str, request: Mapping[str, Any]) -> str | N
 
 
 def swap_graph(head: Any, graph: Graph) -> None:
-    """Make a running head and its engine use ``graph`` from now on.
-
-    Pebble states are kept; the topology and cached ancestor sets are rebuilt. This
-    belongs in the head (``Head.replace_graph``); until it is there, it is done here.
-    """
-    head.graph = graph
-    head.engine.graph = graph
-    head.engine.topo = build_topology(graph)
-    head.engine._ancestors.clear()
-    head.dispatcher.graph = graph
+    """Make a running head and its engine use ``graph`` from now on."""
+    head.replace_graph(graph)

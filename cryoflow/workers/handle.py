@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 StatusCallback = Callable[[str, str, Any], None]
@@ -108,6 +108,12 @@ class WorkerHandle:
         self.job_id, self.pebble_id = job_id, pebble_id
         self._ids["job_id"], self._ids["pebble_id"] = job_id, pebble_id
         self.status.reset()
+
+    def add_child(self, spec: Mapping[str, Any], insert: bool = False) -> None:
+        """Grow the graph from this job: add ``spec`` (a function spec) as a child of
+        this job's node, or with ``insert`` between it and its children. The head checks
+        the request; a refused one fails the job with the reason."""
+        self.status["cryoflow.add_child"] = {"spec": dict(spec), "insert": bool(insert)}
 
     def _publish_status(self, key: str, value: Any) -> None:
         if self._on_status is not None and self.job_id is not None:
