@@ -375,7 +375,9 @@ class Head:
     def _queue(self, job: JobSpec, now: float) -> None:
         self.dispatcher.add(job, now)
         bases = self._tempdir_bases.setdefault(job.pebble_id, set())
-        bases.update(f.get("base") for f in job.files.values() if f.get("type") == "tempdir")
+        for flags in job.files.values():
+            # tempdirs, and the inputs folder remote files are fetched into
+            bases.add(flags.get("base") if flags.get("type") == "tempdir" else None)
 
     def _pebble_done(self, done: PebbleDone) -> None:
         if done.outcome is PebbleOutcome.COMPLETED:
@@ -426,7 +428,7 @@ class Head:
             files=job.files, loop=node.loop, post=job.post, timeout_s=job.timeout_s,
             workdir=job.workdir, workflow=self.graph.name, ccnode=job.ccnode,
             docker=node.docker, image=node.image, volumes=node.volumes, extra=node.extra,
-            module_paths=self.module_paths,
+            module_paths=self.module_paths, staging=self.config.get("staging") or {},
         )
 
     # ------------------------------------------------------------------ resume

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -11,7 +12,7 @@ from pathlib import Path
 def tempdir_path(base: str | None, workflow: str, pebble_id: int, tempdir_id: str | None) -> Path:
     """The folder for one tempdir id of one pebble: the same on every call."""
     root = Path(base) if base else Path(tempfile.gettempdir())
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in workflow)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", workflow).strip(".") or "_"
     return root / f"cryoflow-{safe}-{pebble_id}-{tempdir_id or 'tmp'}"
 
 

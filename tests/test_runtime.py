@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import staging_fixtures
+from staging_fixtures import MotoServer
 
 from cryoflow.graph.model import Outcome
 from cryoflow.workers.base import JobResult, Task
@@ -30,6 +32,9 @@ class Collector:
             on_status=lambda *a: self.status.append(a),
             on_log=lambda *a: self.logs.append(a),
         )
+
+
+moto = staging_fixtures.moto  # the S3 server fixture
 
 
 def make_task(module: str, args: dict[str, Any] | None = None, **fields: Any) -> Task:
@@ -218,12 +223,30 @@ def test_unzip_replaces_an_archive_by_its_top_level_entries(tmp_path: Path) -> N
     assert (tmp_path / "in" / "d" / "f.txt").read_text() == "f"
 
 
-def test_remote_urls_fail_until_the_staging_layer_handles_them() -> None:
+def test_an_s3_input_is_fetched_so_the_module_reads_a_local_file(moto: MotoServer) -> None:
+    bucket = moto.bucket()
+    moto.client.put_object(Bucket=bucket, Key="in/scene.txt", Body=b"one\ntwo\n")
     files = {"src": {"type": "file"}}
-    result, _ = run(make_task("probe_count", {"src": "s3://bucket/key"}, files=files))
+    task = make_task("probe_count", {"src": f"s3://{bucket}/in/scene.txt"}, files=files,
+                     staging=_s3_tree(moto))
+    result, _ = run(task)
+    assert result.outcome is Outcome.SUCCESS, result.error
+    local = Path(result.retval["args"]["src"])
+    assert local.name == "scene.txt" and local.read_bytes() == b"one\ntwo\n"
+
+
+def test_an_unreachable_s3_input_fails_the_job_naming_the_url(moto: MotoServer) -> None:
+    files = {"src": {"type": "file"}}
+    task = make_task("probe_count", {"src": "s3://no-such-bucket-here/x"}, files=files,
+                     staging=_s3_tree(moto))
+    result, _ = run(task)
     assert result.outcome is Outcome.ERROR
-    assert result.error is not None
-    assert "StagingError: fetching s3:// URLs needs the staging layer" in result.error
+    assert "s3://no-such-bucket-here/x" in (result.error or "")
+
+
+def _s3_tree(moto: MotoServer) -> dict[str, Any]:
+    return {"s3": {"endpoint_url": moto.endpoint, **moto.keys}, "cache": False,
+            "retry": {"attempts": 1}}
 
 
 def test_a_missing_local_input_file_is_an_error_that_names_it(tmp_path: Path) -> None:
@@ -256,12 +279,18 @@ def test_post_copies_outputs_to_a_local_folder_and_returns_the_new_paths(tmp_pat
     assert sorted(p.name for p in (tmp_path / "up").iterdir()) == ["out.txt"]
 
 
-def test_post_to_a_remote_target_fails_the_job(tmp_path: Path) -> None:
+def test_post_uploads_an_output_to_s3_and_returns_its_url(tmp_path: Path,
+                                                          moto: MotoServer) -> None:
+    bucket = moto.bucket()
     (tmp_path / "out.txt").write_text("result")
-    post = ({"output": "file", "target": "s3://bucket/prefix/"},)
-    result, _ = run(make_task("probe_noop", {"file": str(tmp_path / "out.txt")}, post=post))
-    assert result.outcome is Outcome.ERROR
-    assert "needs the staging layer" in (result.error or "")
+    post = ({"output": "file", "target": f"s3://{bucket}/prefix/"},)
+    task = make_task("probe_noop", {"file": str(tmp_path / "out.txt")}, post=post,
+                     staging=_s3_tree(moto))
+    result, _ = run(task)
+    assert result.outcome is Outcome.SUCCESS, result.error
+    assert result.retval["file"] == f"s3://{bucket}/prefix/out.txt"
+    body = moto.client.get_object(Bucket=bucket, Key="prefix/out.txt")["Body"].read()
+    assert body == b"result"
 
 
 def test_post_of_an_output_the_job_did_not_return_fails_the_job() -> None:

@@ -9,15 +9,17 @@
   temp folder; every argument with the same id in a pebble gets the same folder.
 - ``{"type": "file", "unzip": bool}``: local paths and ``file://`` URLs are used in
   place; with ``unzip`` the archive is extracted next to itself (``x.tar.gz`` into
-  ``x/``) and the value becomes the list of top-level entries. Other URL schemes need
-  the staging layer and fail with a :class:`StagingError` for now.
+  ``x/``) and the value becomes the list of top-level entries. URLs (``s3://``,
+  ``ssh://``, ``http(s)://``) and paths produced on another ``host`` are fetched by
+  the staging layer into the pebble's ``inputs`` folder (:mod:`cryoflow.staging`).
 
 ``post`` entries copy ``retval[output]`` into a local folder (or ``file://`` URL)
-through a temporary name and a rename; other targets fail with a StagingError for now.
+through a temporary name and a rename, or upload it to an ``s3://``/``ssh://`` target.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -28,7 +30,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from cryoflow.errors import StagingError
+from cryoflow.staging.config import StagingConfig
 from cryoflow.staging.extract import TAR_SUFFIXES, ZIP_SUFFIXES, extract_archive
+from cryoflow.staging.registry import StagerPool
+from cryoflow.staging.stage import stage_in, stage_out
 from cryoflow.workers.base import Task
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -54,8 +59,41 @@ def prepare_args(task: Task) -> dict[str, Any]:
         elif kind == "tempdir":
             args[name] = str(tempdir_path(task, name, spec, args.get(name)))
         elif kind == "file" and args.get(name) is not None:
-            args[name] = _stage_files(name, args[name], spec)
+            if _needs_fetching(args[name], spec):
+                work = Path(task.workdir) if task.workdir else tempdir_path(
+                    task, name, {"id": "inputs"})
+                config, pool = staging_for(task)
+                args[name] = stage_in(args[name], spec, work_dir=work, config=config,
+                                      pool=pool)
+            else:
+                args[name] = _stage_files(name, args[name], spec)
     return args
+
+
+def _is_remote(value: Any) -> bool:
+    text = str(value)
+    return "://" in text and not text.startswith("file://")
+
+
+def _needs_fetching(value: Any, spec: Mapping[str, Any]) -> bool:
+    items = value if isinstance(value, list) else [value]
+    if spec.get("host"):
+        return any(_is_remote(i) or not Path(str(i)).exists() for i in items)
+    return any(_is_remote(item) for item in items)
+
+
+_POOLS: dict[str, tuple[StagingConfig, StagerPool]] = {}
+"""One stager pool per staging config in this worker process (clients are reused)."""
+
+
+def staging_for(task: Task) -> tuple[StagingConfig, StagerPool]:
+    """The staging config the head sent with ``task``, and this process's pool for it."""
+    key = json.dumps(task.staging, sort_keys=True, default=str)
+    found = _POOLS.get(key)
+    if found is None:
+        config = StagingConfig.from_config({"staging": dict(task.staging)})
+        found = _POOLS[key] = (config, StagerPool(config))
+    return found
 
 
 def tempdir_path(task: Task, name: str, spec: Mapping[str, Any], value: Any = None) -> Path:
@@ -135,7 +173,8 @@ def _without_credentials(url: str) -> str:
     return parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
 
 
-def post_outputs(retval: Any, posts: Sequence[Mapping[str, Any]]) -> Any:
+def post_outputs(retval: Any, posts: Sequence[Mapping[str, Any]],
+                 task: Task | None = None) -> Any:
     """Copy each ``post`` output to its target; return retval with the new path(s).
 
     Raises :class:`StagingError` for a missing output key, a missing source file, or a
@@ -148,9 +187,13 @@ def post_outputs(retval: Any, posts: Sequence[Mapping[str, Any]]) -> Any:
         key = post["output"]
         if result.get(key) is None:
             raise StagingError(f"post: the job returned no output {key!r} to upload")
-        result[key] = _post_one(
-            result[key], str(post["target"]), truthy(post.get("basename", True))
-        )
+        target, basename = str(post["target"]), truthy(post.get("basename", True))
+        if _is_remote(target) and task is not None:
+            config, pool = staging_for(task)
+            result[key] = stage_out(result[key], target, basename=basename, config=config,
+                                    pool=pool)
+        else:
+            result[key] = _post_one(result[key], target, basename)
     return result
 
 

@@ -39,6 +39,8 @@ class Task:
     volumes: tuple[tuple[str, str, str], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=empty_map)
     module_paths: tuple[str, ...] = ()
+    staging: Mapping[str, Any] = field(default_factory=empty_map)
+    """The ``staging`` part of the config tree (S3 endpoints, ssh keys, limits)."""
 
     def to_json(self) -> str:
         """Serialize for a pipe or a remote worker (never pickle)."""

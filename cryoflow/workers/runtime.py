@@ -97,7 +97,7 @@ def _run(task: Task, worker: WorkerHandle, cancel_event: threading.Event) -> _No
         else:
             outcome, retval, error = call(args)
     if outcome is Outcome.SUCCESS and task.post and not cancel_event.is_set():
-        retval = post_outputs(retval, task.post)
+        retval = post_outputs(retval, task.post, task)
     return outcome, retval, error
 
 
