@@ -59,7 +59,7 @@ def detect_gpus() -> int:
 
 def build_executor(settings: RunSettings) -> Executor:
     """The executor named by ``--executor`` (local processes by default)."""
-    if settings.executor == "local":
+    if settings.executor == "local" and not settings.kubernetes:
         from cryoflow.workers.local import LocalExecutor
 
         gpus = settings.gpus if settings.gpus is not None else detect_gpus()
@@ -69,17 +69,24 @@ def build_executor(settings: RunSettings) -> Executor:
             max_worker_memory_mb=settings.max_worker_memory_mb,
             kill_grace_s=settings.kill_grace_s, prefetch=settings.prefetch,
         )
-    raise CryoflowError(
-        f"executor '{settings.executor}' is not available here; use --executor local")
+    from cryoflow.workers.registry import make_executor
+
+    return make_executor(settings)
 
 
-def _routed(executor: Executor) -> Executor:
-    """Hold ``executortype`` jobs for external executors; let jobs grow the graph."""
+def _routed(executor: Executor, graph: Graph, settings: RunSettings) -> Executor:
+    """Send ``docker`` nodes to containers (``image`` nodes are for ``--kubernetes``),
+    hold ``executortype`` jobs for external executors, and let jobs grow the graph."""
     from cryoflow.api.colony import ColonyQueue
     from cryoflow.pyapi.dynamic import grow_head
     from cryoflow.pyapi.routing import RoutingExecutor
+    from cryoflow.workers.registry import make_docker_executor
 
-    return RoutingExecutor(executor, external=ColonyQueue(), on_grow=grow_head)
+    containers = None
+    if any(n.docker for n in graph) and settings.executor == "local" and not settings.kubernetes:
+        containers = make_docker_executor(settings)
+    return RoutingExecutor(executor, containers=containers, external=ColonyQueue(),
+                           on_grow=grow_head, route_images=False)
 
 
 def run_workflow(graph: Graph, options: Mapping[str, Any], settings: RunSettings) -> int:
@@ -106,7 +113,7 @@ async def _run(graph: Graph, options: dict[str, Any], settings: RunSettings) -> 
 async def _run_with_store(
     graph: Graph, options: dict[str, Any], settings: RunSettings, store: Store
 ) -> int:
-    executor = _routed(build_executor(settings))
+    executor = _routed(build_executor(settings), graph, settings)
     problems = missing_classes(graph, executor.capacity())
     if problems:
         raise CryoflowError("; ".join(problems))

@@ -57,8 +57,11 @@ class RoutingExecutor:
         external: ExternalQueue | None = None,
         on_started: Callable[[str], None] | None = None,
         on_grow: Grow | None = None,
+        route_images: bool = True,
     ) -> None:
         self.inner = inner
+        self.route_images = route_images
+        """Send ``image`` nodes (not only ``docker`` ones) to ``containers``."""
         self.targets: tuple[Executor, ...] = (inner,) if containers is None else (
             inner, containers)
         self.external = external
@@ -132,7 +135,8 @@ class RoutingExecutor:
             target.cancel(job_id, grace_s)
 
     def _target_of(self, task: Task) -> int:
-        return 1 if len(self.targets) > 1 and (task.docker or task.image) else 0
+        wants = task.docker or (self.route_images and task.image)
+        return 1 if len(self.targets) > 1 and wants else 0
 
     # ------------------------------------------------------------------ internals
 
