@@ -3,8 +3,9 @@
 #   - system packages (as root, only what is missing): chromium for the web-view tests,
 #     openssh-server for the ssh staging tests, docker.io + debootstrap for the executor tests;
 #   - a virtual environment in .venv with cryoflow and its test extra;
-#   - dockerd on a private socket with locally built images, stopped again on exit.
-# The other servers (sshd, the S3 server, Dask) are started by the test fixtures.
+#   - dockerd on a private socket with locally built images, and (as root) a single-node
+#     Ceph RADOS Gateway as the real S3 server; both stopped again on exit.
+# The other servers (sshd, moto's S3 server, Dask) are started by the test fixtures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -19,9 +20,13 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/pip install -q -e '.[test]'
 
-trap 'bash .ci/executors-stop.sh' EXIT
+trap 'bash .ci/executors-stop.sh; bash .ci/ceph-stop.sh' EXIT
 bash .ci/executors.sh
 export DOCKER_HOST=unix://${CRYOFLOW_DOCKER_DIR:-/tmp/cryoflow-docker}/docker.sock
+if [ "$(id -u)" = 0 ]; then
+    CRYOFLOW_TEST_S3_URL=$(bash .ci/ceph.sh)
+    export CRYOFLOW_TEST_S3_URL
+fi
 
 .venv/bin/ruff check cryoflow tests bench modules
 .venv/bin/mypy

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import schemathesis
 from apikit import ADMIN_TOKEN, READ_TOKEN, ServedInThread
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import positive_data_acceptance
 
 from cryoflow.api import routes_colony
@@ -43,8 +43,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedInThread]:
 
 
 @SCHEMA.exclude(path="/api/v1/events").parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@seed(20261123)  # the same examples on every run: a failure is always reproducible
 def test_every_operation_answers_as_the_document_says(case: Any, live: ServedInThread) -> None:
     response = case.call(base_url=live.url.rstrip("/"),
                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
