@@ -1,8 +1,13 @@
-"""Removes local files and folders (folders only with ``recursive``)."""
+"""Removes files and folders (folders only with ``recursive``): local paths, and
+``s3://`` objects (a key prefix with ``recursive``) or ``ssh://`` paths through the
+staging layer."""
 
 import shutil
 from pathlib import Path
 
+from cryoflow.staging.base import MissingObjectError, parse_url
+from cryoflow.staging.config import StagingConfig
+from cryoflow.staging.registry import StagerPool
 from cryoflow.workers.args import local_path, truthy
 
 ccmodule = {
@@ -10,7 +15,7 @@ ccmodule = {
     "depends": [],
     "provides": [],
     "inputs": {
-        "src": "A path or file:// URL, or a list of them",
+        "src": "A path, file://, s3:// or ssh:// URL, or a list of them",
         "recursive": "Remove folders with everything in them (default false)",
         "ignoreerrors": "Succeed when a path does not exist (default true)",
     },
@@ -35,12 +40,33 @@ def process_task(worker, task, cancel_event=None):
     recursive = truthy(args.get("recursive", False))
     missing_ok = truthy(args.get("ignoreerrors", True))
     removed = []
-    for source in sources if isinstance(sources, list) else [sources]:
-        path = Path(local_path(str(source)))
-        if _remove(path, recursive, missing_ok):
-            removed.append(str(path))
-            worker.log.info("removed %s", path)
+    config = getattr(worker, "staging_config", None) or StagingConfig()
+    with StagerPool(config) as pool:
+        for source in sources if isinstance(sources, list) else [sources]:
+            text = str(source)
+            if text.startswith(("s3://", "ssh://")):
+                done = _remove_remote(pool, text, recursive, missing_ok)
+            else:
+                text = str(Path(local_path(text)))
+                done = _remove(Path(text), recursive, missing_ok)
+            if done:
+                removed.append(text)
+                worker.log.info("removed %s", text)
     return 100, {"removed": removed}
+
+
+def _remove_remote(pool, text, recursive, missing_ok):
+    url = parse_url(text)
+    stager = pool.get(url.scheme)
+    try:
+        if not (recursive and url.is_folder):
+            stager.stat(url)  # S3 deletes of missing keys succeed: look first
+        stager.remove(url, recursive=recursive)
+    except MissingObjectError:
+        if not missing_ok:
+            raise
+        return False
+    return True
 
 
 def _remove(path, recursive, missing_ok):

@@ -15,6 +15,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+import staging_fixtures
 
 from cryoflow.errors import UnsafeArchiveError
 from cryoflow.graph.model import Outcome
@@ -241,3 +242,38 @@ def test_cmdline_offers_its_args_as_one_item() -> None:
     args = {"src": "/data/x", "force": True}
     load("cmdline").start(handler, args, threading.Event())
     assert items == [args] and items[0] is not args
+
+
+moto = staging_fixtures.moto  # the S3 server fixture
+
+
+def _run_builtin(name: str, args: dict[str, Any], staging: dict[str, Any]) -> Any:
+    task = Task(id=f"1/{name}#1", pebble_id=1, node=name, module=name, module_ref=None,
+                args=args, staging=staging)
+    handle = WorkerHandle("w")
+    handle.bind(task.id, 1)
+    return run_task(task, handle, threading.Event())
+
+
+def test_remove_deletes_an_s3_object_and_a_prefix_with_recursive(
+        moto: staging_fixtures.MotoServer) -> None:
+    bucket = moto.bucket()
+    for key in ("one.txt", "dir/a", "dir/b"):
+        moto.client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    staging = {"s3": {"endpoint_url": moto.endpoint, **moto.keys}, "cache": False}
+    result = _run_builtin("remove", {"src": [f"s3://{bucket}/one.txt", f"s3://{bucket}/dir/"],
+                                     "recursive": True}, staging)
+    assert result.outcome is Outcome.SUCCESS, result.error
+    assert moto.client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_remove_of_a_missing_s3_object_fails_only_when_asked_to(
+        moto: staging_fixtures.MotoServer) -> None:
+    bucket = moto.bucket()
+    staging = {"s3": {"endpoint_url": moto.endpoint, **moto.keys}, "cache": False,
+               "retry": {"attempts": 1}}
+    quiet = _run_builtin("remove", {"src": f"s3://{bucket}/gone"}, staging)
+    loud = _run_builtin("remove", {"src": f"s3://{bucket}/gone", "ignoreerrors": False},
+                        staging)
+    assert quiet.outcome is Outcome.SUCCESS and quiet.retval == {"removed": []}
+    assert loud.outcome is Outcome.ERROR and f"s3://{bucket}/gone" in (loud.error or "")

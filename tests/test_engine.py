@@ -541,3 +541,12 @@ def test_a_retried_split_reruns_only_the_failed_branch_and_joins_again() -> None
     assert [j.branch for j in d.ran if j.node == "S"] == [(0,), (1,), (2,), (1,)]
     assert d.ran[-1].args == {"all": [1, 2, 3]}
     assert d.done[1].outcome is PebbleOutcome.COMPLETED
+
+
+def test_a_file_from_a_parents_output_names_the_host_that_produced_it() -> None:
+    d = Driver(graph(node("In"), node("A", ("In",), args={"dst": "/scratch/out.bin"}),
+                     node("B", ("A",), args={"src": {"output": "parent.dst", "type": "file",
+                                                     "proto": "ssh"}})))
+    d.add()
+    d.run()
+    assert d.ran[-1].files["src"] == {"type": "file", "proto": "ssh", "host": "hostA"}

@@ -48,6 +48,15 @@ class Scope:
         succeeded = any(s.outcome is Outcome.SUCCESS for s in self._states(name))
         return _NOTHING, succeeded
 
+    def host_of(self, ref: str) -> str | None:
+        """The host that ran the node an ``output`` reference reads from (its stats)."""
+        name, _, key = ref.partition(".")
+        for state in self._states(name):
+            if isinstance(state.output, Mapping) and key in state.output:
+                host = state.stats.get("node")
+                return str(host) if host else None
+        return None
+
     def stat(self, ref: str) -> Any:
         """Value of ``parent.p``/``Name.p`` where p is a runtime statistic."""
         name, _, key = ref.partition(".")

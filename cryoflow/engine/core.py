@@ -37,7 +37,7 @@ from cryoflow.engine.records import (
 from cryoflow.engine.resolve import FAILURES, combine, resolution, runs_on
 from cryoflow.engine.topology import Topology, build_topology, node_of
 from cryoflow.errors import ArgumentError, ExprError
-from cryoflow.graph.model import ENTRY, Graph, Node, Outcome, RunOn
+from cryoflow.graph.model import ENTRY, ArgSource, Graph, Node, Outcome, RunOn
 
 
 class Engine:
@@ -494,6 +494,10 @@ class _Step:
             args[arg] = resolve_arg(scope, arg, spec)
             flags = file_flags(spec, args[arg])
             if flags is not None:
+                if spec.type == "file" and spec.source is ArgSource.OUTPUT and spec.ref:
+                    host = scope.host_of(spec.ref)  # a plain path is fetched from there
+                    if host:
+                        flags.setdefault("host", host)
                 files[arg] = flags
         ccnode = resolve_arg(scope, "ccnode", node.ccnode) if node.ccnode else None
         workdir = resolve_arg(scope, "workdir", node.workdir) if node.workdir else None

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -77,7 +78,7 @@ def _is_remote(value: Any) -> bool:
 
 def _needs_fetching(value: Any, spec: Mapping[str, Any]) -> bool:
     items = value if isinstance(value, list) else [value]
-    if spec.get("host"):
+    if spec.get("host") and spec["host"] not in (socket.gethostname(), "localhost"):
         return any(_is_remote(i) or not Path(str(i)).exists() for i in items)
     return any(_is_remote(item) for item in items)
 

@@ -93,6 +93,8 @@ class WorkerHandle:
         self.name = name
         self.host = host or socket.gethostname()
         self.job_id: str | None = None
+        self.staging_config: Any = None
+        """The job's :class:`~cryoflow.staging.config.StagingConfig` (S3, ssh, http)."""
         self.pebble_id: int | None = None
         self._on_status = on_status
         self.status = JobStatus(self._publish_status)

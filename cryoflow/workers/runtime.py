@@ -32,7 +32,7 @@ from typing import Any
 
 from cryoflow.errors import ModuleLoadError
 from cryoflow.graph.model import Outcome
-from cryoflow.workers.args import post_outputs, prepare_args
+from cryoflow.workers.args import post_outputs, prepare_args, staging_for
 from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.handle import WorkerHandle
 
@@ -77,6 +77,7 @@ def run_task(task: Task, worker: WorkerHandle, cancel_event: threading.Event) ->
 
 def _run(task: Task, worker: WorkerHandle, cancel_event: threading.Event) -> _Normalized:
     entry = _entry_for(task)
+    worker.staging_config = staging_for(task)[0]  # for modules that move files themselves
     args = prepare_args(task)
 
     def call(item_args: Mapping[str, Any]) -> _Normalized:
