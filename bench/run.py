@@ -72,7 +72,7 @@ class Bench:
 
     async def __aenter__(self) -> Head:
         await self.head.start()
-        await self.head.offer("In", {"x": 0})  # warm the workers
+        await self.head.offer("In", {"x": 0, "items": [0]})  # warm the workers
         await self.head.wait_idle()
         return self.head
 

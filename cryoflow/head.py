@@ -9,6 +9,8 @@ transaction (group commit); only then are items acknowledged and jobs dispatched
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import socket
 import time
@@ -100,6 +102,7 @@ class Head:
         poison_limit: int = 3,
         clock: Callable[[], float] = time.time,
         failpoints: Failpoints | None = None,
+        use_cache: bool = True,
     ) -> None:
         self.graph = graph
         self.store = store
@@ -109,6 +112,7 @@ class Head:
         self.module_paths = module_paths
         self.clock = clock
         self.failpoints = failpoints or Failpoints()
+        self.use_cache = use_cache
         self.engine = Engine(graph, options=self.options, config=self.config,
                              poison_limit=poison_limit)
         self.status: dict[tuple[str, str], Any] = {}
@@ -311,6 +315,10 @@ class Head:
     def _result_event(self, tx: Any, job_id: str, result: JobResult, now: float) -> list[Action]:
         worker, host = self._job_hosts.pop(job_id, ("", self.host))
         stats = {"worker": worker, "node": host, **result.stats}
+        job = self._jobs.get(job_id)
+        key = self._cache_key(job) if job is not None else None
+        if key is not None and result.outcome is Outcome.SUCCESS and not stats.get("cached"):
+            tx.cache_put(key, node=job.node if job else "", retval=result.retval, now=now)
         tx.job_finished(job_id, outcome=result.outcome.value, retval=result.retval,
                         error=result.error, stats=stats, now=now)
         self.dispatcher.finished(job_id)
@@ -404,8 +412,31 @@ class Head:
                 if job is None:
                     break
                 self._jobs[job.id] = job
-                self.executor.submit(self.task_for(job))
+                if not self._answer_from_cache(job, now):
+                    self.executor.submit(self.task_for(job))
         self._arm_timer(now)
+
+    def _cache_key(self, job: JobSpec) -> str | None:
+        """The hash of a cached node's module and listed args, or None (no ``cache``)."""
+        node = self.graph.nodes[base_name(job.node)]
+        if node.cache is None or not self.use_cache:
+            return None
+        inputs = {name: job.args.get(name) for name in node.cache.args}
+        text = json.dumps([node.module, node.module_ref, inputs], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _answer_from_cache(self, job: JobSpec, now: float) -> bool:
+        """Finish ``job`` with an earlier successful result of the same inputs, if any."""
+        key = self._cache_key(job)
+        found = self.store.cache_get(key) if key is not None else None
+        if found is None:
+            return False
+        retval, when = found
+        expires = self.graph.nodes[base_name(job.node)].cache.expires_s  # type: ignore[union-attr]
+        if expires is not None and now - when > expires:
+            return False
+        self.job_finished(job.id, JobResult(Outcome.SUCCESS, retval, stats={"cached": True}))
+        return True
 
     def _arm_timer(self, now: float) -> None:
         wake = self.dispatcher.next_wakeup()

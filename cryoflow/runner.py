@@ -120,7 +120,7 @@ async def _run_with_store(
     head = Head(graph, store=store, executor=executor, options=options,
                 config=settings.config, module_paths=tuple(map(str, settings.module_paths)),
                 poison_limit=settings.poison_limit,
-                failpoints=Failpoints.from_env(os.environ))
+                failpoints=Failpoints.from_env(os.environ), use_cache=not settings.nocache)
     run = _Run(head, InputRunner(head, graph, options, settings.config), settings)
     live = settings.live if settings.live is not None else sys.stdout.isatty()
     display = asyncio.ensure_future(show_progress(head, live=live))

@@ -143,3 +143,51 @@ def test_a_failed_pebble_retried_from_its_failed_node_completes(tmp_path: Path) 
     assert pebble["outcome"] == "completed"
     assert pebble["nodes"]["B"][""]["output"] == {"x": "again"}
     assert pebble["nodes"]["A"][""]["attempts"] == 2
+
+
+def test_a_cached_node_reuses_an_earlier_success_for_the_same_inputs(tmp_path: Path) -> None:
+    from cryoflow.graph.model import CacheSpec
+
+    g = graph(node("In", module="cmdline"),
+              echo("A", ("In",), cache=CacheSpec(("x",), 3600.0),
+                   args={"x": {"output": "In.n"}}))
+
+    async def go() -> tuple[Head, list[int]]:
+        store = Store.open(tmp_path, workflow=g.name)
+        head = Head(g, store=store, executor=InlineExecutor())
+        await head.start()
+        ids = []
+        for n in (1, 1, 2):  # one after the other: a result is cached once it succeeded
+            ids.append(await head.offer("In", {"n": n}))
+            await asyncio.wait_for(head.wait_idle(), 20)
+        await head.stop()
+        return head, ids
+
+    head, ids = asyncio.run(go())
+    runs = [line for line in head.store.logs() if line["message"].startswith("echo")]
+    assert [line["message"] for line in runs] == ["echo 1", "echo 2"]
+    second = head.store.pebble(ids[1])
+    assert second is not None and second["nodes"]["A"][""]["output"] == {"x": 1}
+    head.store.close()
+
+
+def test_without_the_cache_every_job_runs(tmp_path: Path) -> None:
+    from cryoflow.graph.model import CacheSpec
+
+    g = graph(node("In", module="cmdline"),
+              echo("A", ("In",), cache=CacheSpec(("x",), None),
+                   args={"x": {"output": "In.n"}}))
+
+    async def go() -> Head:
+        store = Store.open(tmp_path, workflow=g.name)
+        head = Head(g, store=store, executor=InlineExecutor(), use_cache=False)
+        await head.start()
+        for _ in range(2):
+            await head.offer("In", {"n": 1})
+        await asyncio.wait_for(head.wait_idle(), 20)
+        await head.stop()
+        return head
+
+    head = asyncio.run(go())
+    assert len([line for line in head.store.logs() if line["message"] == "echo 1"]) == 2
+    head.store.close()

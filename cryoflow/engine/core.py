@@ -238,6 +238,7 @@ class _Step:
         if not failed:
             return
         self.actions.append(PebbleReopened(pebble.id))
+        pebble.left.clear()  # joins to come are counted afresh
         for name, branch in failed:
             state = pebble.states.get((name, branch))
             if state is None or state.outcome not in FAILURES:
@@ -531,8 +532,8 @@ class _Step:
         agg = pebble.states.get((split, branch))
         if agg is None or agg.status is not NodeStatus.SPLIT:
             return
-        items = [pebble.states.get((split, (*branch, i))) for i in range(agg.branches)]
-        if all(s is not None and s.status is NodeStatus.DONE for s in items):
+        if pebble.branches_left(split, branch, agg.branches) == 0:
+            items = [pebble.states.get((split, (*branch, i))) for i in range(agg.branches)]
             self.put(pebble, split, branch, _joined(agg, items, None))
 
     def try_join(self, pebble: PebbleState, merge: str, branch: Branch) -> None:
@@ -540,11 +541,8 @@ class _Step:
         agg = pebble.states.get((split, branch))
         if agg is None or agg.status is not NodeStatus.SPLIT:
             return
-        for index in range(agg.branches):
-            state = pebble.states.get((merge, (*branch, index)))
-            if state is None or state.status is not NodeStatus.DONE:
-                return
-        self.join(pebble, merge, branch, agg.branches)
+        if pebble.branches_left(merge, branch, agg.branches) == 0:
+            self.join(pebble, merge, branch, agg.branches)
 
     def join(self, pebble: PebbleState, merge: str, branch: Branch, count: int) -> None:
         """Turn every region node's branch outputs into lists in index order."""

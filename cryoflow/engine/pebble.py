@@ -17,7 +17,7 @@ class PebbleState:
     deferred and not downstream of a deferred node).
     """
 
-    __slots__ = ("id", "input_node", "item", "states", "open_total", "open_main")
+    __slots__ = ("id", "input_node", "item", "states", "open_total", "open_main", "left")
 
     def __init__(self, pebble_id: int, input_node: str, item: dict[str, Any]) -> None:
         self.id = pebble_id
@@ -26,6 +26,8 @@ class PebbleState:
         self.states: dict[tuple[str, Branch], NodeState] = {}
         self.open_total = 0
         self.open_main = 0
+        self.left: dict[tuple[str, Branch], int] = {}
+        """Branches not yet done per split join, counted once, then counted down."""
 
     def put(self, name: str, branch: Branch, state: NodeState, is_main: bool) -> None:
         """Store ``state`` and keep the open counts right."""
@@ -44,6 +46,30 @@ class PebbleState:
             self.open_total -= 1
             if is_main:
                 self.open_main -= 1
+
+
+    def branches_left(self, name: str, branch: Branch, count: int) -> int:
+        """How many of ``name``'s ``count`` branches under ``branch`` are not done yet.
+
+        Called once per branch that ends: the first call counts, later ones count down,
+        so joining N branches costs O(N), not O(N²).
+        """
+        key = (name, branch)
+        left = self.left.get(key)
+        if left is None:
+            left = sum(1 for i in range(count) if not self._done(name, (*branch, i)))
+        else:
+            left -= 1
+        if left <= 0 and any(not self._done(name, (*branch, i)) for i in range(count)):
+            left = sum(1 for i in range(count) if not self._done(name, (*branch, i)))
+        self.left[key] = left
+        if left <= 0:
+            del self.left[key]
+        return left
+
+    def _done(self, name: str, branch: Branch) -> bool:
+        state = self.states.get((name, branch))
+        return state is not None and state.status is NodeStatus.DONE
 
 
 def visible_state(pebble: PebbleState, name: str, branch: Branch, depth: int) -> NodeState | None:

@@ -68,6 +68,7 @@ REOPEN_PEBBLE = (
     "UPDATE pebbles SET state = 'active', outcome = NULL, failed_nodes = NULL, finished = NULL"
     " WHERE id = ?"
 )
+PUT_CACHE = "INSERT OR REPLACE INTO cache(key, node, retval, ts) VALUES (?, ?, ?, ?)"
 PUT_STATUS = "INSERT OR REPLACE INTO status(channel, key, value, ts) VALUES (?, ?, ?, ?)"
 INSERT_LOG = (
     "INSERT INTO logs(ts, level, pebble_id, job_id, node, message) VALUES (?, ?, ?, ?, ?, ?)"
@@ -260,6 +261,11 @@ class Batch:
         """Append one event of any ``kind`` to the event log."""
         encoded = None if data is None else codec.dumps(data)
         self._events.append((now, kind, pebble_id, job_id, encoded))
+
+    def cache_put(self, key: str, *, node: str, retval: Any, now: float) -> None:
+        """Remember a successful result under the hash of its node's cached inputs."""
+        self._release()
+        self._conn.execute(PUT_CACHE, (key, node, codec.dumps_opt(retval), now))
 
     def has_seen(self, key: str) -> bool:
         """Whether a pebble was stored with ``seen_key=key``."""

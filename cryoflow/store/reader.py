@@ -250,6 +250,11 @@ class Queries:
         """``{"pebbles", "unfinished_pebbles", "queued_jobs", "running_jobs"}`` counts."""
         return dict(zip(_TOTAL_NAMES, self._all(_TOTALS)[0]))
 
+    def cache_get(self, key: str) -> tuple[Any, float] | None:
+        """``(retval, when)`` of the cached result under ``key``, or None."""
+        rows = self._all("SELECT retval, ts FROM cache WHERE key = ?", (key,))
+        return (codec.loads(rows[0][0]), float(rows[0][1])) if rows else None
+
     def has_seen(self, key: str) -> bool:
         """Whether a pebble was stored with ``seen_key=key`` (a watcher's file version)."""
         return bool(self._all("SELECT 1 FROM seen WHERE key = ?", (key,)))

@@ -119,7 +119,17 @@ CREATE TABLE seen(
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [_V1]
+_V2 = """
+CREATE TABLE cache(
+    key TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    retval TEXT,
+    ts REAL NOT NULL
+) WITHOUT ROWID;
+"""
+"""Results of successful jobs of nodes with ``cache``, by the hash of their inputs."""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 """``MIGRATIONS[i]`` is the DDL script from schema version ``i`` to ``i + 1``."""
 
 _HAS_META = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
