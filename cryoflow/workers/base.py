@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
+from functools import cache
 from typing import Any, Protocol
 
 from cryoflow.graph.model import Outcome, WorkerClass, empty_map
@@ -42,19 +43,51 @@ class Task:
     staging: Mapping[str, Any] = field(default_factory=empty_map)
     """The ``staging`` part of the config tree (S3 endpoints, ssh keys, limits)."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that differ from their defaults: what a worker needs to be sent."""
+        found = {}
+        for name, default in _task_defaults():
+            value = getattr(self, name)
+            if default is _REQUIRED or value != default:
+                found[name] = value
+        return found
+
     def to_json(self) -> str:
         """Serialize for a pipe or a remote worker (never pickle)."""
-        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)},
-                          default=_plain)
+        return json.dumps(self.to_dict(), default=_plain, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        """The inverse of :meth:`to_dict`, from parsed JSON (lists back into tuples)."""
+        if "worker_class" in data:
+            data["worker_class"] = WorkerClass(data["worker_class"])
+        for name in ("post", "module_paths"):
+            if name in data:
+                data[name] = tuple(data[name])
+        if "volumes" in data:
+            data["volumes"] = tuple(tuple(v) for v in data["volumes"])
+        return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> Task:
-        data = json.loads(text)
-        data["worker_class"] = WorkerClass(data["worker_class"])
-        data["post"] = tuple(data.get("post") or ())
-        data["volumes"] = tuple(tuple(v) for v in data.get("volumes") or ())
-        data["module_paths"] = tuple(data.get("module_paths") or ())
-        return cls(**data)
+        return cls.from_dict(json.loads(text))
+
+
+_REQUIRED = object()
+
+
+@cache
+def _task_defaults() -> tuple[tuple[str, Any], ...]:
+    """``(field, default)`` of every Task field; ``_REQUIRED`` where there is none."""
+    found = []
+    for spec in fields(Task):
+        if spec.default is not MISSING:
+            found.append((spec.name, spec.default))
+        elif spec.default_factory is not MISSING:
+            found.append((spec.name, spec.default_factory()))
+        else:
+            found.append((spec.name, _REQUIRED))
+    return tuple(found)
 
 
 def _plain(value: Any) -> Any:

@@ -24,7 +24,6 @@ Imports only the standard library and cryoflow's model: the container runner use
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import signal
@@ -34,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryoflow.graph.model import Outcome, WorkerClass
+from cryoflow.graph.model import Outcome
 from cryoflow.workers.base import JobResult, Task
 
 RECORDS = ("retval", "outcome", "error", "stats")
@@ -78,33 +77,12 @@ def task_to_json(task: Task) -> str:
 
     Fields equal to their defaults are left out, so the text stays small.
     """
-    fields = {}
-    for spec in dataclasses.fields(Task):
-        value = getattr(task, spec.name)
-        if _differs_from_default(spec, value):
-            fields[spec.name] = value
-    return dumps(fields)
+    return dumps(task.to_dict())
 
 
 def task_from_json(text: str) -> Task:
     """The inverse of :func:`task_to_json`."""
-    data = json.loads(text)
-    if "worker_class" in data:
-        data["worker_class"] = WorkerClass(data["worker_class"])
-    for name in ("post", "module_paths"):
-        if name in data:
-            data[name] = tuple(data[name])
-    if "volumes" in data:
-        data["volumes"] = tuple(tuple(v) for v in data["volumes"])
-    return Task(**data)
-
-
-def _differs_from_default(spec: dataclasses.Field[Any], value: Any) -> bool:
-    if spec.default is not dataclasses.MISSING:
-        return bool(value != spec.default)
-    if spec.default_factory is not dataclasses.MISSING:
-        return bool(value != spec.default_factory())
-    return True
+    return Task.from_json(text)
 
 
 def _json_default(value: Any) -> Any:

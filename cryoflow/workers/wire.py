@@ -20,7 +20,6 @@ run for up to ``FLUSH_S``, whichever comes first. A job that ends sooner sends o
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -29,20 +28,10 @@ from multiprocessing.connection import Connection
 from pathlib import PurePath
 from typing import Any
 
-from cryoflow.graph.model import WorkerClass
 from cryoflow.workers.base import JobResult, Task
 
 FLUSH_S = 0.05
 """Status and log messages wait at most about this long to be coalesced."""
-
-
-def _default_of(field: dataclasses.Field[Any]) -> Any:
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return field.default
-
-
-_TASK_FIELDS = tuple((f.name, _default_of(f)) for f in dataclasses.fields(Task))
 
 
 def json_default(value: Any) -> Any:
@@ -70,24 +59,12 @@ def encode(message: Mapping[str, Any]) -> bytes:
 
 def encode_task(task: Task) -> bytes:
     """A task as sent to a worker: a JSON object of its fields that differ from defaults."""
-    fields = {}
-    for name, default in _TASK_FIELDS:
-        value = getattr(task, name)
-        if default is dataclasses.MISSING or value != default:
-            fields[name] = value
-    return encode(fields)
+    return encode(task.to_dict())
 
 
 def decode_task(data: dict[str, Any]) -> Task:
     """The inverse of :func:`encode_task`, from the parsed JSON object."""
-    if "worker_class" in data:
-        data["worker_class"] = WorkerClass(data["worker_class"])
-    for name in ("post", "module_paths"):
-        if name in data:
-            data[name] = tuple(data[name])
-    if "volumes" in data:
-        data["volumes"] = tuple(tuple(v) for v in data["volumes"])
-    return Task(**data)
+    return Task.from_dict(data)
 
 
 def finished_message(job_id: str, result: JobResult, *, announce: bool = False) -> bytes:
