@@ -11,7 +11,6 @@ import json
 import signal
 import sqlite3
 import textwrap
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,9 @@ from typing import Any
 import pytest
 from harness.graphs import feed, node, probe, write_graph
 from harness.ledger import Ledger, StoreView, assert_checks, quiet_checks
-from harness.procs import Processes, processes, wait_until
+from harness.procs import Processes, wait_until
 
 READY_S = 15.0
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    with processes(tmp_path) as started:
-        yield started
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "ledger")
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +34,12 @@ from harness.ledger import (
     invariant_nodes_recorded,
     quiet_checks,
 )
-from harness.procs import HeadProcess, Processes, processes, wait_until
+from harness.procs import HeadProcess, Processes, wait_until
 
 KILL_CYCLES = int(os.environ.get("CRYOFLOW_KILL_CYCLES", "10"))
 KILL_ITEMS = int(os.environ.get("CRYOFLOW_KILL_ITEMS", "300"))
 READY_S = 15.0
 """Longest wait for a head to be ready on a busy 2-core machine."""
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    with processes(tmp_path) as started:
-        yield started
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "ledger")
 
 
 def pipeline(tmp_path: Path, ledger: Ledger, *, once: bool, rate: float = 0) -> Path:

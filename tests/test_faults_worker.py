@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +24,9 @@ from harness.ledger import (
     c10_resources,
     quiet_checks,
 )
-from harness.procs import JOB_ENV, Processes, processes, wait_until
+from harness.procs import JOB_ENV, Processes, wait_until
 
 READY_S = 15.0
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    with processes(tmp_path) as started:
-        yield started
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "ledger")
 
 
 def run_args(tmp_path: Path, workers: int = 2, *extra: str) -> list[str]:

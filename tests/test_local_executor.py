@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 
 import psutil
 import pytest
+from executorkit import Sink
 
 from cryoflow.graph.model import Outcome, WorkerClass
-from cryoflow.workers.base import JobResult, Task
+from cryoflow.workers.base import Task
 from cryoflow.workers.local import LocalExecutor
 from cryoflow.workers.wire import decode_task, encode_task
 
@@ -29,52 +30,6 @@ MODULES = Path(__file__).parent / "data" / "worker_modules"
 T = TypeVar("T")
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Sink:
-    """Collects what the executor reports; lets a test wait for a condition."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self.ended: dict[str, JobResult | str] = {}
-        self._changed = asyncio.Event()
-
-    def _add(self, *event: Any) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    def job_started(self, job_id: str, worker: str, host: str) -> None:
-        self._add("started", job_id, worker, host)
-
-    def job_status(self, job_id: str, key: str, value: Any) -> None:
-        self._add("status", job_id, key, value)
-
-    def job_log(self, job_id: str, level: str, message: str) -> None:
-        self._add("log", job_id, level, message)
-
-    def job_finished(self, job_id: str, result: JobResult) -> None:
-        self.ended[job_id] = result
-        self._add("finished", job_id, result)
-
-    def job_lost(self, job_id: str, reason: str) -> None:
-        self.ended[job_id] = reason
-        self._add("lost", job_id, reason)
-
-    async def until(self, probe: Callable[[], T | None], timeout_s: float = 10.0) -> T:
-        """Wait until ``probe()`` returns something truthy (re-checked on each report)."""
-        deadline = time.monotonic() + timeout_s
-        while not (found := probe()):
-            self._changed.clear()
-            await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-        return found
-
-    async def result(self, job_id: str, timeout_s: float = 10.0) -> JobResult:
-        ended = await self.until(lambda: self.ended.get(job_id), timeout_s)
-        assert isinstance(ended, JobResult), ended
-        return ended
-
-    def of(self, kind: str, job_id: str) -> list[tuple[Any, ...]]:
-        return [e[2:] for e in self.events if e[0] == kind and e[1] == job_id]
 
 
 def task(module: str, job_id: str, args: dict[str, Any] | None = None, **fields: Any) -> Task:

@@ -15,24 +15,18 @@ import socket
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness.ledger import StoreView
-from harness.procs import REPO, HeadProcess, Processes, processes, wait_until
+from harness.procs import REPO, HeadProcess, Processes, wait_until
 
 WORKFLOWS = REPO / "workflows"
 EXAMPLES = sorted(p.name for p in WORKFLOWS.glob("*") if p.suffix in (".json", ".yaml", ".yml"))
 STARTUP_S = 20.0
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    with processes(tmp_path) as started:
-        yield started
 
 
 @dataclass
