@@ -48,7 +48,7 @@ fi
 
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-cp -r cryoflow modules setup.cfg pyproject.toml README.md "$context"/
+cp -r cryoflow setup.cfg pyproject.toml README.md "$context"/
 find "$context" -name __pycache__ -prune -exec rm -rf {} +
 DOCKER_BUILDKIT=0 docker build -q -f environments/Dockerfile --build-arg BASE="$BASE_IMAGE" \
     --build-arg EXTRAS= -t "$WORKER_IMAGE" "$context" > "$D/build.log" 2>&1 \

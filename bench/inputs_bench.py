@@ -44,10 +44,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cryoflow.daemon.inputs import InputRunner  # noqa: E402
 from cryoflow.graph.loader import load_graph  # noqa: E402
 from cryoflow.graph.model import Graph, Node, WorkerClass  # noqa: E402
 from cryoflow.head import Head  # noqa: E402
-from cryoflow.inputs import InputRunner  # noqa: E402
 from cryoflow.store import Store  # noqa: E402
 from cryoflow.store.reader import StoreReader  # noqa: E402
 from cryoflow.workers.inline import InlineExecutor  # noqa: E402

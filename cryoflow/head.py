@@ -37,8 +37,8 @@ from cryoflow.errors import StoreError
 from cryoflow.failpoints import Failpoints
 from cryoflow.graph.model import Graph, Outcome, WorkerClass
 from cryoflow.graph.modules import builtin_modules_dir
+from cryoflow.staging.tempdirs import remove_pebble_tempdirs
 from cryoflow.store import Store
-from cryoflow.tempdirs import remove_pebble_tempdirs
 from cryoflow.workers.base import Executor, JobResult, Task
 
 log = logging.getLogger("cryoflow.head")

@@ -28,6 +28,6 @@ if [ "$(id -u)" = 0 ]; then
     export CRYOFLOW_TEST_S3_URL
 fi
 
-.venv/bin/ruff check cryoflow tests bench modules
+.venv/bin/ruff check cryoflow tests bench
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"

@@ -15,7 +15,7 @@ from cryoflow.engine.records import (
     PebbleDone,
     QueueJob,
 )
-from cryoflow.expr import parse_expr
+from cryoflow.graph.expr import parse_expr
 from cryoflow.graph.model import (
     ArgSource,
     ArgSpec,

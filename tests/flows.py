@@ -74,7 +74,7 @@ class MyFlow(BaseWorkFlow):
 
 def grow(worker: Any) -> str:
     """Adds a child ``extra`` that runs ``fa``; the run must be inline (``flows`` import)."""
-    from cryoflow.pyapi.dynamic import add_child
+    from cryoflow.colony.dynamic import add_child
 
     add_child(worker, {"nodename": "extra", "funcname": "flows:fa"})
     return "grew"
@@ -82,7 +82,7 @@ def grow(worker: Any) -> str:
 
 def grow_between(worker: Any) -> str:
     """Inserts ``mid`` (running ``fb`` on this node's result) before this node's children."""
-    from cryoflow.pyapi.dynamic import add_child
+    from cryoflow.colony.dynamic import add_child
 
     add_child(worker, {"nodename": "mid", "funcname": "flows:plus_one"}, insert=True)
     return "grew"
@@ -94,7 +94,7 @@ def plus_one(input: list[Any]) -> int:
 
 def grow_a_cycle(worker: Any) -> str:
     """Asks for a child that depends on this node's own child: refused."""
-    from cryoflow.pyapi.dynamic import add_child
+    from cryoflow.colony.dynamic import add_child
 
     add_child(worker, {"nodename": "loop", "funcname": "flows:fa",
                        "conditions": {"dependencies": ["after"]}}, insert=True)

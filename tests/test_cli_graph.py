@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 
 from cryoflow.cli.workflow import main
+from cryoflow.daemon.settings import RunSettings
 from cryoflow.graph import Graph
-from cryoflow.settings import RunSettings
 
 DATA = Path(__file__).parent / "data"
 MODULES = DATA / "modules"
@@ -178,9 +178,9 @@ class FakeRunner:
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
     fake = FakeRunner(code=7)
-    module = types.ModuleType("cryoflow.runner")
+    module = types.ModuleType("cryoflow.daemon.run")
     module.run_workflow = fake.run_workflow  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cryoflow.runner", module)
+    monkeypatch.setitem(sys.modules, "cryoflow.daemon.run", module)
     return fake
 
 

@@ -20,11 +20,11 @@ from enginekit import graph, node
 
 from cryoflow import Workflow
 from cryoflow.api.auth import Tokens
-from cryoflow.api.colony import ColonyQueue, ColonyService
-from cryoflow.api.routes_colony import install
 from cryoflow.api.server import build_app, build_context
 from cryoflow.cli import main as cli
-from cryoflow.executor import Executor
+from cryoflow.colony.executor import Executor
+from cryoflow.colony.queue import ColonyQueue, ColonyService
+from cryoflow.colony.routes import install
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.head import Head
 from cryoflow.pyapi.records import RunStatus

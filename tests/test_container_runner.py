@@ -1,4 +1,4 @@
-"""The in-container runner (``python -m cryoflow.container``) and the line protocol.
+"""The in-container runner (``python -m cryoflow.workers.container``) and the line protocol.
 
 The runner runs here as a plain process, exactly as a container's command would; the
 Docker and Kubernetes tests run it inside containers and pods.
@@ -36,7 +36,7 @@ def run_runner(
         assert tmp_path is not None
         (tmp_path / "task.json").write_text(text)
         env["CRYOFLOW_TASK_FILE"] = str(tmp_path / "task.json")
-    command = ["-c", python_code] if python_code else ["-m", "cryoflow.container"]
+    command = ["-c", python_code] if python_code else ["-m", "cryoflow.workers.container"]
     return subprocess.run(
         [sys.executable, *command], input=stdin, env=env, capture_output=True, text=True, timeout=30
     )
@@ -100,7 +100,8 @@ def test_sigterm_sets_the_cancel_event_of_the_running_job() -> None:
         "CRYOFLOW_TASK": lineproto.task_to_json(task("sleepy", "1/Sleep#1", {"seconds": 30})),
     }
     runner = subprocess.Popen(
-        [sys.executable, "-m", "cryoflow.container"], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "cryoflow.workers.container"],
+        env=env, stdout=subprocess.PIPE, text=True,
     )
     assert runner.stdout is not None
     assert runner.stdout.readline().startswith("[heartbeat] ")
@@ -113,7 +114,7 @@ def test_sigterm_sets_the_cancel_event_of_the_running_job() -> None:
 def test_the_runner_needs_no_pyyaml(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['yaml'] = None\n"
-        "from cryoflow.container import main; sys.exit(main())"
+        "from cryoflow.workers.container import main; sys.exit(main())"
     )
     done = run_runner(copy_job(tmp_path), python_code=code)
     assert done.returncode == 0, done.stderr

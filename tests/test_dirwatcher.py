@@ -22,7 +22,7 @@ from enginekit import node
 from watchkit import ROOT, Rig, input_node, still, wait_for, watch_graph
 
 from cryoflow.errors import InputError, StoreError
-from cryoflow.expr import parse_restriction
+from cryoflow.graph.expr import parse_restriction
 from cryoflow.store import Store
 from cryoflow.watch.dirwatch import DirwatchConfig, DirWatcher, Event
 from cryoflow.watch.files import seen_key

@@ -8,7 +8,7 @@ from enginekit import graph, node
 
 from cryoflow.dispatch import Dispatcher
 from cryoflow.engine.records import JobSpec, job_id
-from cryoflow.expr import parse_restriction
+from cryoflow.graph.expr import parse_restriction
 from cryoflow.graph.model import WorkerClass
 
 NORMAL = WorkerClass.NORMAL

@@ -26,9 +26,9 @@ from executorkit import (  # noqa: F401 - the fixtures
     task,
 )
 
+from cryoflow.cli.report import build_report
 from cryoflow.graph.model import Graph, Outcome, WorkerClass
 from cryoflow.head import Head
-from cryoflow.report import build_report
 from cryoflow.store import Store
 from cryoflow.workers.base import Executor
 
@@ -296,7 +296,7 @@ def test_the_example_workflow_gives_the_same_report_on_every_executor(
 
 
 def test_an_executor_is_found_by_name_and_built_from_run_settings() -> None:
-    from cryoflow.settings import RunSettings
+    from cryoflow.daemon.settings import RunSettings
     from cryoflow.workers import registry
     from cryoflow.workers.dask import DaskExecutor
     from cryoflow.workers.docker import DockerExecutor
@@ -334,8 +334,8 @@ def test_a_missing_extra_fails_with_the_line_that_installs_it(
 
 
 def test_unknown_executors_and_settings_are_refused_with_a_sentence() -> None:
+    from cryoflow.daemon.settings import RunSettings
     from cryoflow.errors import WorkerError
-    from cryoflow.settings import RunSettings
     from cryoflow.workers import registry
 
     with pytest.raises(WorkerError, match="unknown executor 'nope'; use one of dask, docker"):

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import cryoflow.expr
+import cryoflow.graph.expr
 from cryoflow.errors import ExprError
-from cryoflow.expr import Ref, parse_expr, parse_restriction, truthy
+from cryoflow.graph.expr import Ref, parse_expr, parse_restriction, truthy
 
 
 def run(text: str, **values: Any) -> bool:
@@ -294,7 +294,7 @@ def test_user_text_never_becomes_code() -> None:
 
 
 def test_the_module_has_no_dynamic_code_execution() -> None:
-    source = Path(cryoflow.expr.__file__).read_text()
+    source = Path(cryoflow.graph.expr.__file__).read_text()
     assert not re.search(r"\b(eval|exec)\(|(?<!re\.)\bcompile\(|import ast|from ast", source)
 
 

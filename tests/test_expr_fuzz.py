@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cryoflow.errors import ExprError, GraphError
-from cryoflow.expr import Expr, Ref, parse_expr, parse_restriction
+from cryoflow.graph.expr import Expr, Ref, parse_expr, parse_restriction
 from cryoflow.graph.flow import FlowPlan, parse_flow
 
 

@@ -137,7 +137,7 @@ def test_a_job_carries_labels_resources_a_gpu_and_the_task() -> None:
     }
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert json.loads(env["CRYOFLOW_TASK"])["id"] == "3/Big#1"
-    assert container["command"] == ["python3", "-m", "cryoflow.container"]
+    assert container["command"] == ["python3", "-m", "cryoflow.workers.container"]
     gpu = job_manifest(MANIFEST_TASKS["gpu"], KubernetesOptions())
     assert gpu["spec"]["template"]["spec"]["containers"][0]["resources"] == {
         "limits": {"nvidia.com/gpu": "1"}

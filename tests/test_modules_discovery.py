@@ -67,7 +67,8 @@ def test_the_graph_folder_and_its_modules_subfolder_come_before_module_paths(
 def test_built_in_modules_are_searched_after_the_given_folders(tmp_path: Path) -> None:
     finder = ModuleFinder([tmp_path])
     assert finder.paths == (tmp_path, builtin_modules_dir())
-    assert builtin_modules_dir() == Path(__file__).resolve().parents[1] / "modules"
+    package = Path(__file__).resolve().parents[1] / "cryoflow"
+    assert builtin_modules_dir() == package / "builtin_modules"
 
 
 def test_a_dotted_import_name_with_a_ccmodule_is_a_module(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ import pytest
 from watchkit import ROOT, Rig, input_node, still, wait_for, watch_graph
 
 from cryoflow.errors import InputError
-from cryoflow.expr import parse_restriction
+from cryoflow.graph.expr import parse_restriction
 from cryoflow.store import Store
 from cryoflow.watch.netstatus import status_of
 from cryoflow.watch.netwatch import NetwatchConfig, NetWatcher

@@ -15,17 +15,16 @@ from typing import Any
 import flows
 import pytest
 
-from cryoflow import operations
 from cryoflow.errors import ConfigError
 from cryoflow.graph.model import Outcome, WorkerClass
-from cryoflow.operations import (
+from cryoflow.pyapi import operations, opsupport
+from cryoflow.pyapi.operations import (
     BashTask,
     CommandBasedTask,
     CustomTask,
     PodExecutionContext,
     PythonTask,
 )
-from cryoflow.pyapi import opsupport
 from cryoflow.pyapi.records import RunFailed, RunStatus
 from cryoflow.pyapi.tasks import Context
 from cryoflow.workers.base import JobResult, JobSink, Task

@@ -372,7 +372,7 @@ def test_errors_name_the_url_but_never_its_password(sshd: SshServer, tmp_path: P
 
 
 def _copyfiles() -> Any:
-    path = Path(__file__).resolve().parents[1] / "modules" / "copyfiles.py"
+    path = Path(__file__).resolve().parents[1] / "cryoflow" / "builtin_modules" / "copyfiles.py"
     spec = importlib.util.spec_from_file_location("cryoflow_test_copyfiles", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

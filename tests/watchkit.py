@@ -15,16 +15,16 @@ from typing import Any, TypeVar
 
 from enginekit import graph, node
 
+from cryoflow.daemon.inputs import InputHandler, InputRunner
 from cryoflow.graph.model import Graph, Node, WorkerClass
 from cryoflow.head import Head
-from cryoflow.inputs import InputHandler, InputRunner
 from cryoflow.store import Store
 from cryoflow.store.reader import StoreReader
 from cryoflow.workers.inline import InlineExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
-DIRWATCHER = str(ROOT / "modules" / "dirwatcher.py")
-NETWATCHER = str(ROOT / "modules" / "netwatcher.py")
+DIRWATCHER = str(ROOT / "cryoflow" / "builtin_modules" / "dirwatcher.py")
+NETWATCHER = str(ROOT / "cryoflow" / "builtin_modules" / "netwatcher.py")
 PROBE = str(ROOT / "tests" / "data" / "watch_modules" / "probe.py")
 
 T = TypeVar("T")

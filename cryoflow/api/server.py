@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cryoflow.api import routes_colony, routes_jobs, routes_pebbles, routes_system, routes_workflow
+from cryoflow.api import routes_jobs, routes_pebbles, routes_system, routes_workflow
 from cryoflow.api.auth import Tokens, access_middleware, add_security_headers, is_loopback
 from cryoflow.api.auth import json_errors as json_errors_middleware
 from cryoflow.api.context import CONTEXT, ApiContext
@@ -24,6 +24,7 @@ from cryoflow.api.events import EventHub
 from cryoflow.api.feed import EventFeed, LastOutputs
 from cryoflow.api.metrics import MetricsCollector
 from cryoflow.api.params import MAX_BODY_BYTES, query_middleware
+from cryoflow.colony import routes as routes_colony
 from cryoflow.errors import ConfigError
 from cryoflow.head import Head
 

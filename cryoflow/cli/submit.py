@@ -71,7 +71,7 @@ def do_submit(args: argparse.Namespace) -> int:
 
 
 def do_serve(args: argparse.Namespace) -> int:
-    from cryoflow.pyapi.server import ColonyServer
+    from cryoflow.colony.server import ColonyServer
 
     host, _, port = args.http.rpartition(":")
     if not host or not port.isdigit():

@@ -20,10 +20,10 @@ from typing import Any
 import yaml
 
 import cryoflow
+from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import ConfigError, GraphError, OptionError
 from cryoflow.graph import ENTRY, ArgSource, ArgSpec, Graph, Node, RunOn, load_graph, schema_text
 from cryoflow.graph.options import add_option_flags, option_values
-from cryoflow.settings import RunSettings
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -161,7 +161,7 @@ def _act(graph: Graph, ns: argparse.Namespace) -> int:
         settings = run_settings(ns, graph.config)
     except (OptionError, ConfigError) as e:
         return _fail([str(e)])
-    from cryoflow.runner import run_workflow
+    from cryoflow.daemon.run import run_workflow
 
     return run_workflow(graph, options, settings)
 

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cryoflow.expr import Expr, Restriction
+    from cryoflow.graph.expr import Expr, Restriction
 
 ENTRY = "entry"
 """The implicit root of every graph; input nodes are its direct children."""

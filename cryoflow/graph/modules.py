@@ -37,8 +37,8 @@ INPUT_TYPES = ("permanent", "singlerun")
 
 
 def builtin_modules_dir() -> Path:
-    """The repository's top-level ``modules/`` folder, home of the built-in modules."""
-    return Path(cryoflow.__file__).resolve().parents[1] / "modules"
+    """The package's ``builtin_modules/`` folder, home of the built-in modules."""
+    return Path(cryoflow.__file__).resolve().parent / "builtin_modules"
 
 
 @dataclass(frozen=True)

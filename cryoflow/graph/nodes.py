@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cryoflow.errors import ExprError, GraphValidationError
-from cryoflow.expr import Expr, Restriction, parse_expr, parse_restriction
+from cryoflow.graph.expr import Expr, Restriction, parse_expr, parse_restriction
 from cryoflow.graph.model import (
     EMPTY,
     ENTRY,

@@ -15,7 +15,7 @@ The callable's parameters are filled by name: a parent's name gets that parent's
 result, ``inputs`` the list of parent results in dependency order, ``input`` their
 concatenation (a list result is spliced in, as ColonyOS passes outputs on), and
 ``worker`` the job's worker handle (``worker.status``, ``worker.log``; growing the
-graph with :func:`cryoflow.pyapi.dynamic.add_child`).
+graph with :func:`cryoflow.colony.dynamic.add_child`).
 :func:`call_node` returns the node's output: ``{"result": value}``, plus the
 ``status``, ``color``, ``shape``, ``label`` and ``value`` keys of a returned dict so the
 live view can draw the node with them.

@@ -31,7 +31,7 @@ from typing import Any
 
 from cryoflow.errors import ConfigError
 
-log = logging.getLogger("cryoflow.operations")
+log = logging.getLogger("cryoflow.pyapi.operations")
 
 DEFAULT_TTL: Mapping[str, int] = {
     "secondsAfterCompletion": 60 * 60,

@@ -2,12 +2,12 @@
 
 :class:`RoutingExecutor` hands every task to its ``inner`` executor, except tasks whose
 node has ``extra["executortype"]``: those go to an :class:`ExternalQueue` (the
-ColonyOS-style assignment queue of :mod:`cryoflow.api.colony`), where executors pull
+ColonyOS-style assignment queue of :mod:`cryoflow.colony.queue`), where executors pull
 them over the REST API; and, when a ``containers`` executor is given, tasks of nodes
 with a ``docker`` or ``image`` go to it. It also watches what the executors report:
 
 - ``job_started`` is passed to ``on_started`` (the active records of a flow);
-- a status value under :data:`ADD_CHILD_KEY` (set by :func:`cryoflow.pyapi.dynamic.add_child`
+- a status value under :data:`ADD_CHILD_KEY` (set by :func:`cryoflow.colony.dynamic.add_child`
   from inside a job) grows the running graph through ``on_grow``; a refused request
   fails the job that made it, with the reason.
 
@@ -34,7 +34,7 @@ Grow = Callable[[JobSink, str, Mapping[str, Any]], str | None]
 
 
 class ExternalQueue(Protocol):
-    """Where tasks for external executors wait (see :mod:`cryoflow.api.colony`)."""
+    """Where tasks for external executors wait (see :mod:`cryoflow.colony.queue`)."""
 
     def put(self, task: Task, sink: JobSink, priority: int) -> None:
         """Hold ``task``; report its start and end on ``sink``."""

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryoflow.colony.dynamic import grow_head, job_node
 from cryoflow.engine.records import NodeChanged, PebbleDone
 from cryoflow.graph.model import ENTRY, Graph, Outcome, WorkerClass, empty_map
 from cryoflow.head import Head
 from cryoflow.pyapi.catalog import FlowCatalog
-from cryoflow.pyapi.dynamic import grow_head, job_node
 from cryoflow.pyapi.records import NodeStatus, RunRecord, record_of
 from cryoflow.pyapi.routing import ExternalQueue, RoutingExecutor
 from cryoflow.store import Store

@@ -20,7 +20,7 @@ from cryoflow.graph.model import Node
 
 
 class Handler(Protocol):
-    """What a watcher needs of :class:`cryoflow.inputs.InputHandler`."""
+    """What a watcher needs of :class:`cryoflow.daemon.inputs.InputHandler`."""
 
     node: Node
     head: Any  #: read only: ``accepting``, ``status``, ``engine.active``, ``store``

@@ -1,7 +1,7 @@
 """Jobs in Docker containers, through the Docker API (the ``docker`` package).
 
 :class:`DockerExecutor` runs each job in a fresh container of the node's ``docker``
-image (or the executor's default image) with ``python3 -m cryoflow.container``, the
+image (or the executor's default image) with ``python3 -m cryoflow.workers.container``, the
 same job runtime as every other worker, and reads CryoCloud's line protocol from the
 container's stdout as it comes (:mod:`.lineproto`); stderr lines are logged at
 ``WARNING`` and the last ones end up in the error of a failing job.

@@ -26,7 +26,7 @@ from cryoflow.workers.lineproto import task_to_json
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 """The folder holding this ``cryoflow`` package and the built-in ``modules``."""
-RUNNER_COMMAND = ("python3", "-m", "cryoflow.container")
+RUNNER_COMMAND = ("python3", "-m", "cryoflow.workers.container")
 TASK_ENV_MAX_BYTES = 100_000
 """A larger task is handed to the container as a mounted file instead of a variable."""
 
@@ -271,8 +271,6 @@ def _code_folders(task: Task, package: bool) -> Iterator[str]:
     yield from task.module_paths
     if package:
         yield str(PACKAGE_ROOT / "cryoflow")
-        if (PACKAGE_ROOT / "modules").is_dir():
-            yield str(PACKAGE_ROOT / "modules")
 
 
 def prepare_host_paths(spec: ContainerSpec) -> None:

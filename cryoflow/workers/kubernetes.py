@@ -6,7 +6,7 @@
 workflow, node and pebble, resource requests and limits and a GPU from the node's
 ``extra["resources"]`` and worker class, ``backoffLimit: 0`` (cryoflow owns retries),
 ``ttlSecondsAfterFinished``, ``restartPolicy: Never``, the task as JSON in the
-``CRYOFLOW_TASK`` variable and ``python3 -m cryoflow.container`` as the command.
+``CRYOFLOW_TASK`` variable and ``python3 -m cryoflow.workers.container`` as the command.
 ``ccnode: HOST`` becomes a ``nodeSelector`` on ``kubernetes.io/hostname``.
 
 The head follows the pod's log for the line protocol (:mod:`.lineproto`) and watches

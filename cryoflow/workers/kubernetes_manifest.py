@@ -21,7 +21,7 @@ from cryoflow.workers.lineproto import task_to_json
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PREFIX = "cryoflow.io/"
-RUNNER_COMMAND = ("python3", "-m", "cryoflow.container")
+RUNNER_COMMAND = ("python3", "-m", "cryoflow.workers.container")
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 

@@ -8,7 +8,7 @@ One line per message, UTF-8, ``\\n``-terminated:
   newlines is sent as one line per line of text, each with the level.
 - ``{retval} json``: the job's return value (CryoCloud's result line).
 
-cryoflow's container runner (:mod:`cryoflow.container`) adds three records of the same
+cryoflow's container runner (:mod:`cryoflow.workers.container`) adds three records of the same
 ``{name} json`` form before ``{retval}``: ``{outcome} "error"``, ``{error} "message"``
 and ``{stats} {...}``. An image with its own CryoCloud runner only sends ``{retval}``;
 the executor then takes the outcome from the container's exit code. Any other line

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import WorkerError
 from cryoflow.graph.model import WorkerClass
-from cryoflow.settings import RunSettings
 from cryoflow.workers.base import Executor
 
 

@@ -36,8 +36,8 @@ from cryoflow.workers.args import post_outputs, prepare_args, staging_for
 from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.handle import WorkerHandle
 
-BUILTIN_MODULES = Path(__file__).resolve().parents[2] / "modules"
-"""The repository's ``modules/`` folder of built-in modules."""
+BUILTIN_MODULES = Path(__file__).resolve().parents[1] / "builtin_modules"
+"""The package's ``builtin_modules/`` folder of built-in modules."""
 
 _Normalized = tuple[Outcome, Any, str | None]
 

@@ -18,13 +18,13 @@ from enginekit import graph, node  # noqa: E402
 from cryoflow.failpoints import Failpoints  # noqa: E402
 from cryoflow.graph.model import WorkerClass  # noqa: E402
 from cryoflow.head import Head  # noqa: E402
-from cryoflow.inputs import InputRunner  # noqa: E402
+from cryoflow.daemon.inputs import InputRunner  # noqa: E402
 from cryoflow.store import Store  # noqa: E402
 from cryoflow.workers.inline import InlineExecutor  # noqa: E402
 
 
 async def main(state: Path, src: Path) -> None:
-    watcher = str(ROOT / "modules" / "dirwatcher.py")
+    watcher = str(ROOT / "cryoflow" / "builtin_modules" / "dirwatcher.py")
     g = graph(node("In", module="dirwatcher", module_ref=watcher,
                    args={"src": str(src), "stabilize": 0.2}),
               node("Work", ("In",), module="noop"))

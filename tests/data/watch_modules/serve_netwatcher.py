@@ -20,7 +20,7 @@ from enginekit import graph, node  # noqa: E402
 from cryoflow.failpoints import Failpoints  # noqa: E402
 from cryoflow.graph.model import WorkerClass  # noqa: E402
 from cryoflow.head import Head  # noqa: E402
-from cryoflow.inputs import InputHandler  # noqa: E402
+from cryoflow.daemon.inputs import InputHandler  # noqa: E402
 from cryoflow.store import Store  # noqa: E402
 from cryoflow.watch.netwatch import NetwatchConfig, NetWatcher  # noqa: E402
 from cryoflow.workers.inline import InlineExecutor  # noqa: E402

@@ -1,8 +1,8 @@
 """Submitted function-spec workflows: start one on a head of its own, read it, finish it.
 
-Used by :class:`cryoflow.api.colony.ColonyService`. Each workflow gets the state folder
+Used by :class:`cryoflow.colony.queue.ColonyService`. Each workflow gets the state folder
 ``STATE/workflows/ID`` and a head whose tasks for external executors go to the shared
-:class:`~cryoflow.api.colony.ColonyQueue`; specs without an ``executortype`` run their
+:class:`~cryoflow.colony.queue.ColonyQueue`; specs without an ``executortype`` run their
 ``funcname`` (``package.module:function``) in threads of the head's process.
 """
 
@@ -14,17 +14,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cryoflow.colony.dynamic import grow_head
 from cryoflow.graph.funcspec import funcspec_graph
 from cryoflow.graph.model import ENTRY, Node, WorkerClass
 from cryoflow.head import Head
-from cryoflow.pyapi.dynamic import grow_head
 from cryoflow.pyapi.records import node_status
 from cryoflow.pyapi.routing import RoutingExecutor
 from cryoflow.store import Store
 from cryoflow.workers.base import Executor
 
 if TYPE_CHECKING:
-    from cryoflow.api.colony import ColonyQueue, WorkflowRun
+    from cryoflow.colony.queue import ColonyQueue, WorkflowRun
 
 STATES = {"pending": "waiting", "running": "running", "finished": "successful",
           "error": "failed", "skipped": "failed"}
@@ -34,7 +34,7 @@ STATES = {"pending": "waiting", "running": "running", "finished": "successful",
 async def start_workflow(spec: Any, state_dir: Path, queue: ColonyQueue,
                          local: Callable[[], Executor] | None) -> WorkflowRun:
     """Check ``spec``, open its state folder, start its head and its one pebble."""
-    from cryoflow.api.colony import WorkflowRun
+    from cryoflow.colony.queue import WorkflowRun
     from cryoflow.workers.inline import InlineExecutor
 
     name = spec.get("name") if isinstance(spec, Mapping) else None

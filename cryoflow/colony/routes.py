@@ -3,7 +3,7 @@
 Register on the app with :func:`install` (one line in the app factory). Every state
 change is a ``POST`` with a JSON body (the admin token, when tokens are set); an
 executor proves who it is with the ``executorid`` it got when it registered. The logic
-lives in :mod:`cryoflow.api.colony`; handlers parse, call and answer.
+lives in :mod:`cryoflow.colony.queue`; handlers parse, call and answer.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from cryoflow.api import views
-from cryoflow.api.colony import ColonyError, ColonyQueue, ColonyService
 from cryoflow.api.context import ApiContext
 from cryoflow.api.params import bad_request, json_body
+from cryoflow.colony.queue import ColonyError, ColonyQueue, ColonyService
 from cryoflow.errors import GraphValidationError
 
 routes = web.RouteTableDef()

@@ -2,8 +2,8 @@
 
 ::
 
-    from cryoflow import operations
-    from cryoflow.operations import PythonTask, BashTask
+    from cryoflow.pyapi import operations
+    from cryoflow.pyapi.operations import PythonTask, BashTask
 
     op = operations.ParallelOperation("test-parallel-op-", (PythonTask("p1", f),
                                                              PythonTask("p2", f)))

@@ -1,7 +1,7 @@
 """A head that only accepts function-spec workflows and serves external executors.
 
 ``cryoflow serve`` and :class:`ColonyServer` start it: a head on a background thread
-with the REST API of :mod:`cryoflow.api.routes_colony` (``POST /api/v1/workflows``,
+with the REST API of :mod:`cryoflow.colony.routes` (``POST /api/v1/workflows``,
 executors, processes) on 127.0.0.1, like a ColonyOS server. Each submitted workflow
 runs on a head of its own, with its state under ``STATE/workflows/ID``.
 """
@@ -73,9 +73,9 @@ class ColonyServer:
         from aiohttp import web
 
         from cryoflow.api.auth import Tokens
-        from cryoflow.api.colony import ColonyQueue
-        from cryoflow.api.routes_colony import install
         from cryoflow.api.server import build_app, build_context, check_bind
+        from cryoflow.colony.queue import ColonyQueue
+        from cryoflow.colony.routes import install
         from cryoflow.head import Head
         from cryoflow.pyapi.routing import RoutingExecutor
         from cryoflow.store import Store

@@ -2,7 +2,7 @@
 
 Executors may be written in any language; this one shows the loop::
 
-    from cryoflow.executor import Executor
+    from cryoflow.colony.executor import Executor
 
     def gen(process):
         return [1, 2, 3]

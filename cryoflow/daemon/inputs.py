@@ -21,7 +21,7 @@ from cryoflow.graph.model import Graph, Node
 from cryoflow.graph.modules import load_module
 from cryoflow.head import Head
 
-log = logging.getLogger("cryoflow.inputs")
+log = logging.getLogger("cryoflow.daemon.inputs")
 
 
 class InputHandler:

@@ -20,14 +20,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cryoflow.display import show_progress
+from cryoflow.cli.display import show_progress
+from cryoflow.cli.report import write_report
+from cryoflow.daemon.inputs import InputRunner
+from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import CryoflowError
 from cryoflow.failpoints import Failpoints
 from cryoflow.graph.model import ENTRY, Graph
 from cryoflow.head import Head, missing_classes
-from cryoflow.inputs import InputRunner
-from cryoflow.report import write_report
-from cryoflow.settings import RunSettings
 from cryoflow.store import Store
 from cryoflow.workers.base import Executor
 
@@ -77,8 +77,8 @@ def build_executor(settings: RunSettings) -> Executor:
 def _routed(executor: Executor, graph: Graph, settings: RunSettings) -> Executor:
     """Send ``docker`` nodes to containers (``image`` nodes are for ``--kubernetes``),
     hold ``executortype`` jobs for external executors, and let jobs grow the graph."""
-    from cryoflow.api.colony import ColonyQueue
-    from cryoflow.pyapi.dynamic import grow_head
+    from cryoflow.colony.dynamic import grow_head
+    from cryoflow.colony.queue import ColonyQueue
     from cryoflow.pyapi.routing import RoutingExecutor
     from cryoflow.workers.registry import make_docker_executor
 

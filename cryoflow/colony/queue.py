@@ -202,7 +202,7 @@ class ColonyQueue:
 
     def add_child(self, process_id: str, executor_id: str,
                   request: Mapping[str, Any]) -> None:
-        """Grow the running process's graph (see :mod:`cryoflow.pyapi.dynamic`)."""
+        """Grow the running process's graph (see :mod:`cryoflow.colony.dynamic`)."""
         process = self._owned(process_id, executor_id)
         grow = getattr(process.sink, "grow_now", None)
         reason = grow(process.task.id, request) if grow else "this run cannot grow its graph"
@@ -345,7 +345,7 @@ class ColonyService:
 
     async def submit(self, spec: Any) -> WorkflowRun:
         """Check and start a function-spec workflow; :class:`GraphValidationError` if bad."""
-        from cryoflow.pyapi.colonyrun import start_workflow
+        from cryoflow.colony.run import start_workflow
 
         run = await start_workflow(spec, self.state_dir, self.queue, self.local)
         self.runs[run.id] = run
@@ -353,7 +353,7 @@ class ColonyService:
         return run
 
     async def _watch(self, run: WorkflowRun) -> None:
-        from cryoflow.pyapi.colonyrun import finish_workflow
+        from cryoflow.colony.run import finish_workflow
 
         try:
             await run.head.wait_idle()
@@ -362,7 +362,7 @@ class ColonyService:
             run.ended = time.time()
 
     def get(self, workflow_id: str) -> dict[str, Any]:
-        from cryoflow.pyapi.colonyrun import workflow_view
+        from cryoflow.colony.run import workflow_view
 
         run = self.runs.get(workflow_id)
         if run is None:

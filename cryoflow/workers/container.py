@@ -1,4 +1,4 @@
-"""The job runner inside a container: ``python -m cryoflow.container``.
+"""The job runner inside a container: ``python -m cryoflow.workers.container``.
 
 It reads one :class:`~cryoflow.workers.base.Task` as JSON from the environment
 variable ``CRYOFLOW_TASK``, else from the file named by ``CRYOFLOW_TASK_FILE``, else
@@ -157,7 +157,7 @@ def main() -> int:
     try:
         task_text = read_task_text(dict(os.environ), sys.stdin)
     except OSError as exc:
-        print(f"cryoflow.container: cannot read the task: {exc}", file=sys.stderr)
+        print(f"cryoflow.workers.container: cannot read the task: {exc}", file=sys.stderr)
         return 2
     out = ProtocolWriter(take_stdout())
     return run(task_text, out, cancel_event)
