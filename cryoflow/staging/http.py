@@ -3,8 +3,9 @@
 The egress guard (SSRF): only the schemes in ``staging.http.schemes`` (default
 ``https``); the host name is resolved once per hop and every address must be global
 (no loopback, private, link-local, cloud metadata, unspecified, multicast or reserved
-address, IPv4-mapped IPv6 included) unless ``staging.http.allow_hosts`` names the host
-or a network holding the address. The connection then goes to that checked address
+address; an IPv6 address carrying an IPv4 one, mapped, compatible, NAT64 or 6to4, is
+judged by the address it carries, see ``addresses``) unless ``staging.http.allow_hosts``
+names the host or a network holding the address. The connection then goes to that checked address
 (the name is still sent as ``Host`` and for TLS), so a second lookup cannot rebind it.
 Redirects are followed by hand, each hop checked again, at most ``max_redirects``.
 
@@ -29,6 +30,7 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 from cryoflow.errors import StagingError, TransientStagingError
+from cryoflow.staging.addresses import address_kind, carried, is_public
 from cryoflow.staging.base import Meta, MissingObjectError, ParsedURL, check_expected, parse_url
 from cryoflow.staging.config import HttpSettings, StagingConfig
 from cryoflow.staging.retry import is_transient_os_error, is_transient_status, local_write_error
@@ -83,10 +85,10 @@ class Guard:
         }
 
     def _check_address(self, url: ParsedURL, address: IPAddress) -> None:
-        plain = _unmapped(address)
-        if plain.is_global and not plain.is_multicast:
+        plain = carried(address)
+        if is_public(address):
             return
-        if any(plain in network for network in self._networks()):
+        if any(plain in network or address in network for network in self._networks()):
             return
         raise StagingError(
             f"refusing to download {url}: {url.host} is {plain}, a {address_kind(plain)} "
@@ -101,20 +103,6 @@ class Guard:
             except ValueError:
                 continue
         return networks
-
-
-def _unmapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address):
-        return address.ipv4_mapped or address.sixtofour or address
-    return address
-
-
-def address_kind(address: IPAddress) -> str:
-    """A word for why an address is refused (loopback, private, link-local, ...)."""
-    for kind in ("loopback", "link_local", "unspecified", "multicast", "private", "reserved"):
-        if getattr(address, f"is_{kind}"):
-            return kind.replace("_", "-")
-    return "non-public"
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
