@@ -21,14 +21,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+
+from cryoflow.watch.httpguard import host_problem, origin_problem
+from cryoflow.watch.httpguard import is_loopback as is_loopback
 
 log = logging.getLogger("cryoflow.api")
 
@@ -79,17 +80,6 @@ class Tokens:
         return f"Tokens(read={'set' if self.read else None}, admin={'set' if self.admin else None})"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address) is this machine only."""
-    name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def presented_token(request: web.Request) -> str | None:
     """The bearer token from the Authorization header or the WebSocket subprotocol."""
     header = request.headers.get("Authorization", "")
@@ -117,9 +107,8 @@ def _refusal(status: int, message: str, **headers: str) -> web.Response:
 def check_access(request: web.Request, tokens: Tokens) -> web.Response | None:
     """The 401/403 response for a request that may not proceed, else None."""
     if not tokens.required:
-        if not is_loopback(urlsplit("//" + request.host).hostname or ""):
-            return _refusal(403, "this server answers only to a loopback Host name")
-        return None
+        problem = host_problem(request.host)
+        return None if problem is None else _refusal(403, problem)
     if request.path in PUBLIC:
         return None
     role = tokens.role(presented_token(request))
@@ -135,9 +124,9 @@ def check_state_change(request: web.Request) -> web.Response | None:
     """Refuse a state change that a page on another site could have sent."""
     if request.method in READ_METHODS:
         return None
-    origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc != request.host:
-        return _refusal(403, "cross-origin requests are not accepted")
+    problem = origin_problem(request.headers.get("Origin"), request.host)
+    if problem is not None:
+        return _refusal(403, problem)
     if request.body_exists and request.content_type != "application/json":
         return _refusal(415, "send actions with 'Content-Type: application/json'")
     return None

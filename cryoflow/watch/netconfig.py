@@ -6,12 +6,12 @@ start without one, naming the two ways to give it.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cryoflow.watch import Args
+from cryoflow.watch.httpguard import is_loopback
 from cryoflow.watch.jsonbody import load_schema
 
 TOKEN_ENV = "CRYOFLOW_NETWATCHER_TOKEN"
@@ -66,13 +66,3 @@ def _schema_arg(a: Args) -> Mapping[str, Any] | None:
         return load_schema(value)
     except ValueError as exc:
         raise a.problem("schema", f"cannot be used: {exc}") from None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable only from this machine."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -21,6 +21,11 @@ Contract of :class:`NetWatcher`:
   ``header_timeout_s`` is closed (slow clients cannot hold the server).
 - A host that is not loopback needs a token: :meth:`NetwatchConfig.from_args`
   refuses to start without one.
+- The rules shared with the REST API (:mod:`cryoflow.watch.httpguard`): without a
+  token, a ``Host`` that is not loopback is refused 403 (DNS rebinding); a POST with
+  an ``Origin`` of another site is refused 403 whatever its Content-Type, unless the
+  origin is in ``cors``; an id that is not ASCII digits within SQLite's integer range
+  is refused 400.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from aiohttp import web
 
 from cryoflow.errors import InputError, StoreError
 from cryoflow.watch import Handler, failpoint, intake_paused
+from cryoflow.watch.httpguard import check_id, host_problem, origin_problem, parse_id
 from cryoflow.watch.jsonbody import BodyError, SchemaCheck, kind_of, parse_json
 from cryoflow.watch.netconfig import NetwatchConfig, is_loopback
 from cryoflow.watch.netstatus import status_of
@@ -224,15 +230,19 @@ class NetWatcher:
             self._inflight -= 1
 
     def _status_or_404(self, text: str) -> dict[str, Any]:
-        status = self._status(text) if text.isdigit() else None
+        try:
+            pebble_id = parse_id(text)
+        except ValueError as exc:
+            raise Refusal(400, str(exc)) from None
+        status = self._status(pebble_id)
         if status is None:
             raise Refusal(404, f"no pebble {text[:40]!r} was posted to this input")
         return status
 
-    def _status(self, pebble_id: int | str) -> dict[str, Any] | None:
+    def _status(self, pebble_id: int) -> dict[str, Any] | None:
         if self._reader is None:
             self._reader = self.handler.head.store.reader()
-        pebble = self._reader.pebble(int(pebble_id))
+        pebble = self._reader.pebble(pebble_id)
         if pebble is None or pebble.get("input_node") != self.handler.node.name:
             return None
         return status_of(pebble, self._order, time.time())
@@ -243,8 +253,7 @@ class NetWatcher:
         @web.middleware
         async def guard(request: web.Request, handler: Route) -> web.StreamResponse:
             try:
-                if request.method != "OPTIONS":
-                    self._authorize(request)
+                self._admit(request)
                 response = await handler(request)
             except Refusal as refusal:
                 response = refusal.response()
@@ -258,6 +267,21 @@ class NetWatcher:
             return response
 
         return guard
+
+    def _admit(self, request: web.Request) -> None:
+        """Host (without a token), token, then Origin for posts: the shared rules."""
+        if self._token is None:
+            problem = host_problem(request.host)
+            if problem is not None:
+                raise Refusal(403, problem)
+        if request.method == "OPTIONS":
+            return
+        self._authorize(request)
+        if request.method not in ("GET", "HEAD"):
+            problem = origin_problem(request.headers.get("Origin"), request.host,
+                                     self.config.cors)
+            if problem is not None:
+                raise Refusal(403, problem)
 
     def _authorize(self, request: web.Request) -> None:
         if self._token is None:
@@ -310,7 +334,10 @@ def _id_list(value: Any) -> list[int]:
         raise Refusal(400, 'send a JSON list of pebble ids, e.g. [1, 2] or {"ids": [1, 2]}')
     if len(ids) > MAX_STATUS_IDS:
         raise Refusal(400, f"ask for at most {MAX_STATUS_IDS} ids at once, not {len(ids)}")
-    return ids
+    try:
+        return [check_id(i) for i in ids]
+    except ValueError as exc:
+        raise Refusal(400, str(exc)) from None
 
 
 def _too_large(limit: int) -> Refusal:
