@@ -62,7 +62,7 @@ class StateSource:
             raise SourceError(f"{state_dir} holds no cryoflow state ({DB_NAME} is missing); "
                               "give the folder a run used with --state")
         self.name = workflow_name(db) or Path(state_dir).resolve().name
-        self.reader = StoreReader(db)
+        self.reader = StoreReader(db.resolve())
 
     def summary(self) -> dict[str, Any]:
         reader = self.reader

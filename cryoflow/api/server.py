@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,6 @@ from cryoflow.api.events import EventHub
 from cryoflow.api.feed import EventFeed, LastOutputs
 from cryoflow.api.metrics import MetricsCollector
 from cryoflow.api.params import MAX_BODY_BYTES, query_middleware
-from cryoflow.colony import routes as routes_colony
 from cryoflow.errors import ConfigError
 from cryoflow.head import Head
 
@@ -34,6 +33,9 @@ SHUTDOWN_TIMEOUT_S = 5.0
 MAX_LINE_BYTES = 64 * 1024
 """Longest request line or header: long enough that a bad query gets a JSON 400."""
 
+RouteTable = Callable[[web.Application, ApiContext], None]
+"""Adds a layer's routes (and what serves them) to the app, e.g. the ColonyOS routes."""
+
 
 def build_context(head: Head, tokens: Tokens) -> ApiContext:
     """The feed, hub, metrics and output tracker for ``head`` (not started yet)."""
@@ -42,8 +44,9 @@ def build_context(head: Head, tokens: Tokens) -> ApiContext:
                       metrics=MetricsCollector(head.graph), outputs=LastOutputs())
 
 
-def build_app(context: ApiContext) -> web.Application:
-    """The aiohttp application: middlewares, security headers and every route."""
+def build_app(context: ApiContext, extra_routes: Sequence[RouteTable] = ()) -> web.Application:
+    """The aiohttp application: middlewares, security headers, the core routes and the
+    ``extra_routes`` of the layers above."""
     app = web.Application(
         middlewares=[json_errors_middleware, access_middleware(context.tokens),
                      query_middleware(json.loads(routes_system.package_file("openapi.json")))],
@@ -54,6 +57,8 @@ def build_app(context: ApiContext) -> web.Application:
     for module in (routes_workflow, routes_pebbles, routes_jobs, routes_system):
         app.add_routes(module.routes)
     app.add_routes(routes_system.static_routes())
+    for install in extra_routes:
+        install(app, context)
     return app
 
 
@@ -81,15 +86,17 @@ def check_bind(host: str, tokens: Tokens) -> None:
     if not is_loopback(host) and not tokens.required:
         raise ConfigError(
             f"the HTTP service would listen on {host}, which other machines can reach, "
-            "without a token; set an API token (and an admin token for actions), or "
-            "listen on 127.0.0.1")
+            "without a token; give ccworkflow --token-file FILE (or set CRYOFLOW_API_TOKEN; "
+            "--admin-token-file for actions), or listen on 127.0.0.1")
 
 
 async def start_api(head: Head, *, host: str = "127.0.0.1", port: int = 0,
-                    token: str | None = None, admin_token: str | None = None) -> ApiServer:
+                    token: str | None = None, admin_token: str | None = None,
+                    extra_routes: Sequence[RouteTable] = ()) -> ApiServer:
     """Serve the API and web view for ``head`` on its loop; return the running server.
 
-    ``token`` is the read-only token, ``admin_token`` the one for actions.
+    ``token`` is the read-only token, ``admin_token`` the one for actions;
+    ``extra_routes`` add the routes of layers above the API (see :data:`RouteTable`).
     """
     tokens = Tokens(read=token or None, admin=admin_token or None)
     check_bind(host, tokens)
@@ -97,8 +104,7 @@ async def start_api(head: Head, *, host: str = "127.0.0.1", port: int = 0,
     _start_side_parts(context)
     listener = _listener(context)
     head.listeners.append(listener)
-    app = build_app(context)
-    routes_colony.install(app, context, queue=getattr(head.executor, "external", None))
+    app = build_app(context, extra_routes)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                            max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES)
     await runner.setup()

@@ -99,6 +99,14 @@ def _add_run_flags(group: argparse._ArgumentGroup) -> None:
     add("--loglevel", type=str.upper, choices=LOGLEVELS, default="INFO", help="log level")
     add("--http", metavar="HOST:PORT", type=_host_port, help="HTTP API (127.0.0.1:0)")
     add("--no-http", action="store_true", help="no HTTP API")
+    add("--stay", action="store_true",
+        help="keep serving the web view and API after the run, until Ctrl-C")
+    add("--token-file", type=Path, metavar="FILE",
+        help="file holding the API's read-only token (or set CRYOFLOW_API_TOKEN); "
+             "needed to listen beyond 127.0.0.1")
+    add("--admin-token-file", type=Path, metavar="FILE",
+        help="file holding the token for actions: retry, cancel, pause "
+             "(or set CRYOFLOW_ADMIN_TOKEN; default: the read-only token)")
     add("--executor", choices=("local", "dask"), default="local", help="where jobs run")
     add("--scheduler", metavar="URL", help="Dask scheduler, e.g. tcp://host:8786")
     add("--kubernetes", action="store_true", help="run 'image' nodes as Kubernetes Jobs")
@@ -192,11 +200,27 @@ def run_settings(ns: argparse.Namespace, base: Mapping[str, Any] | None = None) 
         report_path=ns.report,
         loglevel=ns.loglevel,
         http=None if ns.no_http else (ns.http or "127.0.0.1:0"),
+        http_token=read_token(ns.token_file),
+        admin_token=read_token(ns.admin_token_file),
+        stay=ns.stay,
         executor=ns.executor,
         scheduler=ns.scheduler,
         kubernetes=ns.kubernetes,
         nocache=ns.nocache,
     )
+
+
+def read_token(path: Path | None) -> str | None:
+    """The token in ``path`` (surrounding whitespace removed); raise :class:`ConfigError`."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"token file {path} cannot be read: {e}") from None
+    if not token or any(c.isspace() for c in token):
+        raise ConfigError(f"token file {path} must hold one token: one line without spaces")
+    return token
 
 
 def load_config(path: Path) -> Mapping[str, Any]:

@@ -115,10 +115,9 @@ class InputRunner:
              args: dict[str, Any]) -> None:
         try:
             module.start(handler, args, self.stop_event)
-        except CryoflowError as exc:
+        except CryoflowError as exc:  # said once, by the run that ends on it
             running.error = exc
-            log.error("input node '%s' stopped: %s", running.node.name, exc)
-        except Exception as exc:  # an input module's own bug must not kill the head
+        except Exception as exc:  # an input module's own bug: ends the run, with its traceback
             running.error = exc
             log.exception("input node '%s' failed", running.node.name)
 
@@ -133,9 +132,18 @@ class InputRunner:
 
     @property
     def errors(self) -> list[str]:
-        return [f"input node '{r.node.name}': {r.error}" for r in self._running if r.error]
+        """One sentence per input that ended with an error, naming the input node once."""
+        return [_sentence(r.node.name, r.error) for r in self._running if r.error]
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self.stop_event.set()
         for running in self._running:
             running.thread.join(timeout_s)
+
+
+def _sentence(node: str, error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    prefix = f"input node '{node}'"
+    if not isinstance(error, CryoflowError):
+        text = f"{type(error).__name__}: {text}"
+    return text if text.startswith(prefix) else f"{prefix}: {text}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -16,12 +15,17 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.logging import RichHandler
+
 from cryoflow.cli.display import show_progress
 from cryoflow.cli.report import write_report
+from cryoflow.cli.summary import Pointers, print_summary
+from cryoflow.cli.tally import RunTally
 from cryoflow.daemon.inputs import InputRunner
 from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import CryoflowError
@@ -101,9 +105,11 @@ def run_workflow(graph: Graph, options: Mapping[str, Any], settings: RunSettings
 
 async def _run(graph: Graph, options: dict[str, Any], settings: RunSettings) -> int:
     state_dir = settings.state_dir or default_state_dir(graph)
-    if settings.fresh:
-        _say_what_fresh_discards(state_dir)
+    held = _what_fresh_discards(state_dir) if settings.fresh else None
     store = Store.open(state_dir, workflow=graph.name, fresh=settings.fresh)
+    if held is not None:  # said only once the folder is ours: a running head refuses
+        print(f"ccworkflow: --fresh: set aside {state_dir}/state.db ({held}); "
+              "it is kept as a .bak file", file=sys.stderr)
     try:
         return await _run_with_store(graph, options, settings, store)
     finally:
@@ -122,17 +128,37 @@ async def _run_with_store(
                 poison_limit=settings.poison_limit,
                 failpoints=Failpoints.from_env(os.environ), use_cache=not settings.nocache)
     run = _Run(head, InputRunner(head, graph, options, settings.config), settings)
+    tally = RunTally()
+    head.listeners.append(tally)
     live = settings.live if settings.live is not None else sys.stdout.isatty()
-    display = asyncio.ensure_future(show_progress(head, live=live))
-    try:
-        await run.execute()
-    finally:
+    console = _live_console() if live else None
+    display = asyncio.ensure_future(show_progress(head, tally, console))
+
+    async def finish(url: str | None) -> None:
         display.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await display
-    if settings.report_path is not None:
-        write_report(store, graph, settings.report_path)
+        if settings.report_path is not None:
+            write_report(store, graph, settings.report_path)
+        if run.inputs.errors and not tally.finished:
+            return  # the input's error is the whole story
+        state_dir = settings.state_dir or default_state_dir(graph)
+        print_summary(console or Console(highlight=False), tally, graph, store,
+                      Pointers(state_dir, settings.report_path, url))
+
+    run.on_done = finish
+    await run.execute()
     return run.exit_code()
+
+
+def _live_console() -> Console:
+    """The terminal's console; log lines go through it so they print above the view."""
+    console = Console(highlight=False)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(RichHandler(console=console, show_path=False, markup=False))
+    return console
 
 
 class _Run:
@@ -144,6 +170,8 @@ class _Run:
         self.settings = settings
         self.signal: int | None = None
         self._stop = asyncio.Event()
+        self.on_done: Callable[[str | None], Awaitable[None]] | None = None
+        """Called once the work is done (the summary); the web view still serves."""
 
     async def execute(self) -> None:
         loop = asyncio.get_running_loop()
@@ -155,15 +183,31 @@ class _Run:
             if not self.head.graph.input_nodes:
                 await self.head.offer(ENTRY, dict(self.head.options))
             await self._wait()
+            await self._done(api)
         finally:
             self.inputs.stop()
             if api is not None:
                 await api.stop()
             await self.head.stop(timeout_s=10.0)
             self._remove_signals(loop)
+            if self.on_done is not None:  # stopped early: still say what was done
+                await self.on_done(None)
+
+    async def _done(self, api: Any) -> None:
+        stay = (self.settings.stay and api is not None and self.signal is None
+                and not self.inputs.errors)
+        if self.on_done is not None:
+            await self.on_done(api.url if stay else None)
+            self.on_done = None
+        if stay:
+            print("ccworkflow: the web view stays open; Ctrl-C ends it", file=sys.stderr,
+                  flush=True)
+            await self._stop.wait()
 
     async def _wait(self) -> None:
         while not self._stop.is_set():
+            if self.inputs.errors:  # an input that cannot run ends the run at once
+                return
             if self.inputs.all_singlerun and self.inputs.finished:
                 idle = asyncio.ensure_future(self.head.wait_idle())
                 stop = asyncio.ensure_future(self._stop.wait())
@@ -195,8 +239,9 @@ class _Run:
             return EXIT_INTERRUPTED
         if self.inputs.errors:
             for error in self.inputs.errors:
-                print(f"ccworkflow: {error}", file=sys.stderr)
-            return EXIT_FAILED
+                print(f"ccworkflow: {error}; the head stopped (unfinished pebbles stay "
+                      "in the state folder)", file=sys.stderr)
+            return EXIT_INVALID
         return EXIT_FAILED if self.head.counts.failed else EXIT_OK
 
 
@@ -208,19 +253,20 @@ async def _start_http(head: Head, settings: RunSettings) -> Any:
 
     host, _, port = settings.http.rpartition(":")
     token = settings.http_token or os.environ.get("CRYOFLOW_API_TOKEN")
-    admin = os.environ.get("CRYOFLOW_ADMIN_TOKEN") or token
+    admin = settings.admin_token or os.environ.get("CRYOFLOW_ADMIN_TOKEN") or token
     server = await start_api(head, host=host or "127.0.0.1", port=int(port or 0), token=token,
                              admin_token=admin)
     print(f"ccworkflow: web view and API at {server.url}", file=sys.stderr, flush=True)
     return server
 
 
-def _say_what_fresh_discards(state_dir: Path) -> None:
+def _what_fresh_discards(state_dir: Path) -> str | None:
+    """What the state folder holds, said before ``--fresh`` sets it aside (None: nothing)."""
     if not (state_dir / "state.db").exists():
-        return
+        return None
     counts = Store.describe(state_dir)
-    print(f"ccworkflow: --fresh: setting aside {state_dir}/state.db "
-          f"({json.dumps(counts)}); it is kept as a .bak file", file=sys.stderr)
+    return ", ".join(f"{n} {key.replace('_', ' ')[:-1] if n == 1 else key.replace('_', ' ')}"
+                     for key, n in counts.items())
 
 
 def _setup_logging(level: str) -> None:

@@ -29,6 +29,11 @@ class RunSettings:
     http: str | None = "127.0.0.1:0"
     """``HOST:PORT`` of the head's HTTP service, or None for ``--no-http``."""
     http_token: str | None = None
+    """The API's read-only token (default: ``$CRYOFLOW_API_TOKEN``)."""
+    admin_token: str | None = None
+    """The API's token for actions (default: ``$CRYOFLOW_ADMIN_TOKEN``, else http_token)."""
+    stay: bool = False
+    """Keep serving the web view and API after the work is done, until Ctrl-C."""
     executor: str = "local"
     scheduler: str | None = None
     kubernetes: bool = False
