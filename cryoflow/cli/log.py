@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from cryoflow.api.client import Source, SourceError, add_source_flags, printable, source_from_args
+from cryoflow.cli.common import Parser, first_line, quiet_pipe
 
 EXIT_OK, EXIT_INVALID = 0, 2
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
@@ -31,7 +32,7 @@ Line = dict[str, Any]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cclog", description=__doc__.splitlines()[0])
+    parser = Parser(prog="cclog", description=first_line(__doc__))
     add_source_flags(parser)
     parser.add_argument("--follow", "-f", action="store_true", help="print new lines until Ctrl-C")
     parser.add_argument("--interval", type=float, default=0.5, metavar="S",
@@ -100,6 +101,11 @@ def format_line(line: Line) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cclog`` with ``argv``; return the exit code (a closed pipe ends it quietly)."""
+    return quiet_pipe(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         keep = line_filter(args)

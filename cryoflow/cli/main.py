@@ -13,14 +13,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import cryoflow
 from cryoflow.cli import flow, submit
+from cryoflow.cli.common import Parser, first_line, quiet_pipe
 from cryoflow.errors import CryoflowError
 
 EXIT_INVALID = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cryoflow", description=__doc__.splitlines()[0])
+    parser = Parser(prog="cryoflow", description=first_line(__doc__))
+    parser.add_argument("--version", action="version",
+                        version=f"cryoflow {cryoflow.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     flow.add_commands(commands)
     submit.add_commands(commands)
@@ -29,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cryoflow`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    return quiet_pipe(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:

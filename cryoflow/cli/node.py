@@ -25,12 +25,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cryoflow.cli.common import Parser
+
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 log = logging.getLogger("cryoflow.ccnode")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="ccnode", description="Start a Dask worker that runs cryoflow jobs."
     )
     p.add_argument("--scheduler", required=True, help="Dask scheduler, tcp://HOST:8786")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from cryoflow.api.client import Source, SourceError, add_source_flags, printable, source_from_args
+from cryoflow.cli.common import Parser, first_line, quiet_pipe
 
 EXIT_OK, EXIT_INVALID = 0, 2
 COLUMNS = ("waiting", "queued", "running", "success", "error", "timeout", "cancel", "skipped")
@@ -23,7 +24,7 @@ BAR_WIDTH = 20
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ccstatus", description=__doc__.splitlines()[0])
+    parser = Parser(prog="ccstatus", description=first_line(__doc__))
     add_source_flags(parser)
     parser.add_argument("--follow", "-f", action="store_true", help="refresh until Ctrl-C")
     parser.add_argument("--interval", type=float, default=1.0, metavar="S",
@@ -35,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ccstatus`` with ``argv``; return the exit code (a closed pipe ends it quietly)."""
+    return quiet_pipe(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         source = source_from_args(args)

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 import cryoflow
+from cryoflow.cli.common import Parser
 from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import ConfigError, GraphError, OptionError
 from cryoflow.graph import ENTRY, ArgSource, ArgSpec, Graph, Node, RunOn, load_graph, schema_text
@@ -58,7 +59,7 @@ def _main(args: list[str]) -> int:
 
 def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     """The parser of ``ccworkflow``'s own flags (a graph's options are added later)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ccworkflow",
         description="Check, explain or run a cryoflow workflow graph.",
         add_help=add_help,
