@@ -250,8 +250,12 @@ def load_module(ref: str) -> types.ModuleType:
     """Import a module file (absolute path) or dotted name once per process.
 
     A file is registered in :data:`sys.modules` under a name derived from its path,
-    so a second call (or a worker's next job) reuses the imported module.
+    so a second call (or a worker's next job) reuses the imported module. The
+    ``CryoCloud``/``CryoCore`` compatibility names are importable from then on.
     """
+    from cryoflow.compat import install
+
+    install()
     if not ref.endswith(".py"):
         try:
             return importlib.import_module(ref)

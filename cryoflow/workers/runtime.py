@@ -30,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from cryoflow.compat import install as install_compat
 from cryoflow.errors import ModuleLoadError
 from cryoflow.graph.model import Outcome
 from cryoflow.workers.args import post_outputs, prepare_args, staging_for
@@ -58,7 +59,7 @@ def run_task(task: Task, worker: WorkerHandle, cancel_event: threading.Event) ->
     ``KeyboardInterrupt`` still propagates.
     """
     meter = _Meter()
-    worker.bind(task.id, task.pebble_id)
+    worker.bind(task.id, task.pebble_id, cancel_event)
     traceback_text: str | None = None
     try:
         outcome, retval, error = _run(task, worker, cancel_event)
@@ -243,9 +244,11 @@ def _takes_cancel(call: Callable[..., Any]) -> bool:
 
 
 def _load_module(ref: str) -> ModuleType:
-    """Import a module file path or a dotted name, once per process."""
+    """Import a module file path or a dotted name, once per process (with the
+    ``CryoCloud``/``CryoCore`` compatibility names importable, see cryoflow.compat)."""
     module = _modules.get(ref)
     if module is None:
+        install_compat()
         try:
             module = (
                 _import_file(Path(ref)) if ref.endswith(".py") else importlib.import_module(ref)

@@ -1,0 +1,18 @@
+"""``CryoCloud.Common.jobdb``: the worker-type and state names CryoCloud code compares with."""
+
+TYPE_NORMAL = 1
+TYPE_ADMIN = 2
+TYPE_MANUAL = 3
+TYPE_GPU = 4
+
+STATE_PENDING = 1
+STATE_ALLOCATED = 2
+STATE_COMPLETED = 3
+STATE_FAILED = 4
+STATE_TIMEOUT = 5
+STATE_CANCELLED = 6
+
+PRI_HIGH = 100
+PRI_NORMAL = 50
+PRI_LOW = 20
+PRI_BULK = 0
