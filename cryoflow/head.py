@@ -39,7 +39,8 @@ from cryoflow.graph.model import Graph, Outcome, WorkerClass
 from cryoflow.graph.modules import builtin_modules_dir
 from cryoflow.staging.tempdirs import remove_pebble_tempdirs
 from cryoflow.store import Store
-from cryoflow.workers.base import Executor, JobResult, Task
+from cryoflow.workers.base import DEFAULT_MAX_RESULT_BYTES, Executor, JobResult, Task
+from cryoflow.workers.results import result_cap
 
 log = logging.getLogger("cryoflow.head")
 
@@ -109,6 +110,7 @@ class Head:
         self.executor = executor
         self.options = dict(options or {})
         self.config = dict(config or {})
+        self.max_result_bytes = result_cap(self.config, DEFAULT_MAX_RESULT_BYTES)
         self.module_paths = module_paths
         self.clock = clock
         self.failpoints = failpoints or Failpoints()
@@ -460,6 +462,7 @@ class Head:
             workdir=job.workdir, workflow=self.graph.name, ccnode=job.ccnode,
             docker=node.docker, image=node.image, volumes=node.volumes, extra=node.extra,
             module_paths=self.module_paths, staging=self.config.get("staging") or {},
+            max_result_bytes=self.max_result_bytes,
         )
 
     # ------------------------------------------------------------------ resume

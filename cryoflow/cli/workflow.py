@@ -112,6 +112,9 @@ def _add_run_flags(group: argparse._ArgumentGroup) -> None:
     add("--scheduler", metavar="URL", help="Dask scheduler, e.g. tcp://host:8786")
     add("--kubernetes", action="store_true", help="run 'image' nodes as Kubernetes Jobs")
     add("--nocache", action="store_true", help="ignore cached results")
+    add("--max-result-bytes", type=_positive, metavar="N",
+        help="fail a job whose result is larger than N bytes as JSON (16 MiB; config "
+             "results.max_bytes)")
 
 
 def _count(text: str) -> int:
@@ -121,6 +124,13 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is not above 0")
     return value
 
 
@@ -190,6 +200,8 @@ def run_settings(ns: argparse.Namespace, base: Mapping[str, Any] | None = None) 
     laid over it, key by key.
     """
     config = merge_config(base or {}, load_config(ns.config) if ns.config else {})
+    if ns.max_result_bytes is not None:
+        config = merge_config(config, {"results": {"max_bytes": ns.max_result_bytes}})
     return RunSettings(
         state_dir=ns.state,
         fresh=ns.fresh,

@@ -16,6 +16,9 @@ from typing import Any, Protocol
 
 from cryoflow.graph.model import Outcome, WorkerClass, empty_map
 
+DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024
+"""The default cap on a module's result, as JSON (16 MiB)."""
+
 
 @dataclass(frozen=True)
 class Task:
@@ -42,6 +45,8 @@ class Task:
     module_paths: tuple[str, ...] = ()
     staging: Mapping[str, Any] = field(default_factory=empty_map)
     """The ``staging`` part of the config tree (S3 endpoints, ssh keys, limits)."""
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    """The most a module's result may take as JSON (``results.max_bytes`` in the config)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that differ from their defaults: what a worker needs to be sent."""

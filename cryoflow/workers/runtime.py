@@ -6,6 +6,9 @@ the module (once per process), prepares file arguments (:mod:`.args`), changes i
 per item with ``loop``), normalizes what came back (SEMANTICS section 8), runs ``post``
 copies after a success, and measures the job. It never raises for a job's failure.
 
+Result check (:mod:`.results`): what a job keeps is None or a dict of JSON values
+within ``task.max_result_bytes``; anything else fails the job, naming the module.
+
 Return normalization: ``(100, retval)``, a bare dict and ``None`` are ``success``;
 ``(p, retval)`` with another progress is ``error`` ("module returned progress 42
 (expected 100)"); an exception is ``error`` with ``"<ExcType>: <msg>"`` and the
@@ -36,6 +39,7 @@ from cryoflow.graph.model import Outcome
 from cryoflow.workers.args import post_outputs, prepare_args, staging_for
 from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.handle import WorkerHandle
+from cryoflow.workers.results import ResultProblem, checked_result
 
 BUILTIN_MODULES = Path(__file__).resolve().parents[1] / "builtin_modules"
 """The package's ``builtin_modules/`` folder of built-in modules."""
@@ -70,6 +74,7 @@ def run_task(task: Task, worker: WorkerHandle, cancel_event: threading.Event) ->
         worker.bind(None)
     if cancel_event.is_set():
         outcome = Outcome.CANCEL
+    outcome, retval, error = _checked(task, outcome, retval, error)
     stats = meter.stats(worker)
     if traceback_text:
         stats["traceback"] = traceback_text
@@ -144,6 +149,17 @@ def run_loop(
         results.append(retval if isinstance(retval, Mapping) else {})
     keys = dict.fromkeys([*declared, *(k for r in results for k in r)])
     return Outcome.SUCCESS, {k: [r.get(k) for r in results] for k in keys}, None
+
+
+def _checked(task: Task, outcome: Outcome, retval: Any, error: str | None) -> _Normalized:
+    """Keep only a result that is a dict of JSON values within the task's cap."""
+    try:
+        return outcome, checked_result(retval, task.max_result_bytes), error
+    except ResultProblem as problem:
+        said = f"module {task.module!r} returned {problem}"
+        if outcome is Outcome.SUCCESS:
+            return Outcome.ERROR, None, said
+        return outcome, None, f"{error}; {said}" if error else said
 
 
 def _describe(exc: BaseException) -> str:
