@@ -69,6 +69,43 @@ function short(value, limit) {
   return text.length > limit ? text.slice(0, limit - 1) + "…" : text;
 }
 
+// "1/A#1" < "2/A#1" < "10/A#1": numbers inside ids compare as numbers.
+const byId = (a, b) => String(a.id).localeCompare(String(b.id), undefined, { numeric: true });
+
+// An item as a person reads it: "scene-1.zip · 1.2 MB" for a file, "src=s1.zip, n=3" else.
+function itemSummary(item, limit) {
+  if (item === null || typeof item !== "object" || Array.isArray(item)) return short(item, limit);
+  const path = item.relpath || item.fullpath;
+  if (typeof path === "string") {
+    const size = typeof item.datasize === "number" ? " · " + bytes(item.datasize) : "";
+    return short(path.split("/").filter(Boolean).pop() + size, limit);
+  }
+  const parts = [];
+  for (const [key, value] of Object.entries(item)) {
+    const text = value !== null && typeof value === "object"
+      ? (Array.isArray(value) ? `[${value.length} items]` : "{…}") : short(value, 32);
+    parts.push(`${key}=${text}`);
+  }
+  const all = parts.join(", ");
+  if (all.length <= limit) return all || "(no fields)";
+  let kept = "";
+  let count = 0;
+  for (const part of parts) {
+    const next = kept ? kept + ", " + part : part;
+    if (next.length > limit - 12) break;
+    kept = next;
+    count += 1;
+  }
+  return `${kept || short(parts[0], limit - 12)} +${parts.length - Math.max(count, 1)} more`;
+}
+
+function bytes(n) {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+}
+
 function when(ts) {
   if (!ts) return "";
   const d = new Date(ts * 1000);
@@ -172,7 +209,7 @@ function nodeGroup(node, at) {
 function countsText(node) {
   const c = node.counts || {};
   const open = (c.waiting || 0) + (c.queued || 0) + (c.deferred || 0) + (c.split || 0);
-  const failed = (c.error || 0) + (c.timeout || 0) + (c.cancel || 0);
+  const failed = failedOf(c);
   const parts = [`✓${c.success || 0}`, `✗${failed}`, `▶${c.running || 0}`, `…${open}`];
   if (c.skipped) parts.push(`⤼${c.skipped}`);
   const value = node.display && node.display.value !== undefined ? " = " + short(node.display.value, 12) : "";
@@ -201,10 +238,22 @@ async function loadWorkflow() {
   view.workflow = fresh;
   $("workflow-name").textContent = fresh.name;
   const p = fresh.pebbles;
-  $("summary").textContent = `${p.active || 0} active · ${p.completed || 0} completed · ${p.failed || 0} failed`;
+  $("summary").textContent = summaryText(p, fresh.nodes);
   $("pause").textContent = fresh.paused ? "Resume" : "Pause";
   if (shapeChanged) drawGraph(); else colourGraph();
 }
+
+// The header names node errors too, so a red node always has a count that says why:
+// an error that an error node handled leaves its pebble completed, not failed.
+function summaryText(p, nodes) {
+  const errors = nodes.reduce((sum, n) => sum + failedOf(n.counts || {}), 0);
+  const failed = p.failed || 0;
+  let text = `${p.active || 0} active · ${p.completed || 0} completed · ${failed} failed`;
+  if (errors) text += ` · ${errors} node error${errors === 1 ? "" : "s"}` + (failed ? "" : " (handled)");
+  return text;
+}
+
+function failedOf(c) { return (c.error || 0) + (c.timeout || 0) + (c.cancel || 0) + (c.lost || 0); }
 
 function layoutOf(workflow) {
   return workflow.nodes.map((n) => [n.name, n.layer, n.order, n.display && n.display.shape, n.display && n.display.label]);
@@ -235,7 +284,7 @@ function statusBadge(status) { return el("span", { class: "badge st-" + status }
 
 function jobTable(jobs) {
   const body = el("tbody");
-  for (const job of jobs) {
+  for (const job of [...jobs].sort(byId)) {
     const state = job.state === "running" ? progressBar(job.progress) : job.outcome || job.state;
     const row = el("tr", { "data-job": job.id, title: job.error || "" },
       el("td", {}, job.id), el("td", {}, state), el("td", {}, seconds(job.duration)),
@@ -344,7 +393,7 @@ function pebbleRow(p) {
   const state = p.outcome || p.state;
   const row = el("tr", { "data-pebble": p.id },
     el("td", {}, p.id), el("td", {}, p.input_node), el("td", {}, el("span", { class: "badge st-" + pebbleColour(state) }, state)),
-    el("td", { title: short(p.item, 500) }, short(p.item, 80)), el("td", {}, when(p.created)));
+    el("td", { title: short(p.item, 500) }, itemSummary(p.item, 80)), el("td", {}, when(p.created)));
   row.addEventListener("click", () => selectPebble(p.id));
   return row;
 }
