@@ -14,7 +14,8 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,10 +263,11 @@ class Head:
         if pending.results:
             self.failpoints.hit("head_report_received_before_commit")
         try:
-            accepted, actions = self._commit(pending, now)
+            accepted, actions, handed = self._commit(pending, now)
         except StoreError as exc:
             self._reject(pending, exc)
             return
+        self._hand_off(handed)
         if accepted:
             self.failpoints.hit("post_committed_before_ack")
         for offer, pebble_id in accepted:
@@ -277,10 +279,11 @@ class Head:
 
     def _commit(
         self, pending: _Pending, now: float
-    ) -> tuple[list[tuple[_Offer, int]], list[Action]]:
+    ) -> tuple[list[tuple[_Offer, int]], list[Action], list[JobSpec]]:
         accepted: list[tuple[_Offer, int]] = []
         actions: list[Action] = []
-        with self.store.batch() as tx:
+        handed: list[JobSpec] = []
+        with self._dispatch_guard(handed, now), self.store.batch() as tx:
             for offer in pending.offers:
                 pebble_id, created = tx.add_pebble(
                     offer.input_node, offer.item, now=now, idem_key=offer.idem_key,
@@ -290,8 +293,10 @@ class Head:
                     actions += self.engine.handle(
                         PebbleAdded(pebble_id, offer.input_node, offer.item), now)
                 accepted.append((offer, pebble_id))
+            reported = {job_id for job_id, _ in pending.results}
             for job_id, worker, host in pending.started:
-                tx.job_started(job_id, worker=worker, host=host, now=now)
+                tx.job_started(job_id, worker=worker, host=host, now=now,
+                               write=job_id not in reported)
             for job_id, result in pending.results:
                 actions += self._result_event(tx, job_id, result, now)
             for job_id, reason in pending.lost:
@@ -312,7 +317,9 @@ class Head:
                 tx.add_logs(pending.logs)
             tx.apply(actions, now=now)
             self._start_jobs(actions, now)
-        return accepted, actions
+            handed += self._dispatch(now)
+            tx.jobs_dispatched([job.id for job in handed], now=now)
+        return accepted, actions, handed
 
     def _result_event(self, tx: Any, job_id: str, result: JobResult, now: float) -> list[Action]:
         worker, host = self._job_hosts.pop(job_id, ("", self.host))
@@ -356,13 +363,8 @@ class Head:
 
     # ------------------------------------------------------------------ actions
 
-    def _start_jobs(self, actions: list[Action], now: float, *, dispatch: bool = True) -> None:
-        """Queue and dispatch the new jobs, cancel the cancelled ones.
-
-        Called just before the batch commits, so that workers start on their next jobs
-        while the head writes. A crash before the commit loses nothing: the results that
-        led to these jobs are not committed either, so their jobs run again.
-        """
+    def _start_jobs(self, actions: list[Action], now: float) -> None:
+        """Queue the new jobs, cancel the cancelled ones."""
         for action in actions:
             if isinstance(action, QueueJob):
                 self._queue(action.job, now)
@@ -370,8 +372,27 @@ class Head:
                 self.dispatcher.cancel(action.job_id)
                 if action.job_id in self._jobs:
                     self.executor.cancel(action.job_id)
-        if dispatch:
-            self._dispatch(now)
+
+    @contextmanager
+    def _dispatch_guard(self, handed: list[JobSpec], now: float) -> Iterator[None]:
+        """Put the jobs chosen for workers back in the queue if their batch fails."""
+        try:
+            yield
+        except BaseException:
+            for job in handed:
+                self.dispatcher.finished(job.id)
+                self._jobs.pop(job.id, None)
+                self.dispatcher.add(job, now)
+            raise
+
+    def _hand_off(self, handed: list[JobSpec]) -> None:
+        """Send the jobs whose dispatch was just committed to the workers.
+
+        Only after the commit: every job a worker may run is then a recorded attempt.
+        """
+        for job in handed:
+            if job.id in self._jobs:  # not cancelled meanwhile
+                self.executor.submit(self.task_for(job))
 
     def _committed(self, actions: list[Action]) -> None:
         """What may only happen once the actions are durable: completions, listeners."""
@@ -404,9 +425,11 @@ class Head:
         self.paused = paused
         self._schedule_tick()
 
-    def _dispatch(self, now: float) -> None:
+    def _dispatch(self, now: float) -> list[JobSpec]:
+        """Choose the jobs for the free worker slots (handed off after the commit)."""
         if self.paused:
-            return
+            return []
+        chosen: list[JobSpec] = []
         free = dict(self.executor.free_slots())
         for worker_class, slots in free.items():
             for _ in range(slots):
@@ -415,8 +438,9 @@ class Head:
                     break
                 self._jobs[job.id] = job
                 if not self._answer_from_cache(job, now):
-                    self.executor.submit(self.task_for(job))
+                    chosen.append(job)
         self._arm_timer(now)
+        return chosen
 
     def _cache_key(self, job: JobSpec) -> str | None:
         """The hash of a cached node's module and listed args, or None (no ``cache``)."""
@@ -488,7 +512,7 @@ class Head:
         for job in queued:
             if self.engine.is_current(job.id):
                 self._queue(job, now)
-        self._start_jobs(actions, now, dispatch=False)  # the executor is not started yet
+        self._start_jobs(actions, now)  # dispatched at the first tick
         self._committed(actions)
 
 

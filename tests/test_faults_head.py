@@ -31,6 +31,7 @@ from harness.ledger import (
     c4_at_least_once_work,
     c8_store_integrity,
     c10_resources,
+    executions_recorded,
     invariant_nodes_recorded,
     quiet_checks,
 )
@@ -98,6 +99,7 @@ def test_killing_the_head_at_random_moments_loses_nothing_and_reruns_no_finished
         *quiet_checks(ledger, store, procs.tag, roots=[state], head_pid=head.pid),
         c3_at_most_once_effect(ledger, store, "Effect", allow_uncommitted_retries=True),
         c4_at_least_once_work(ledger, store, "Hash", golden),
+        executions_recorded(ledger, store),
     )
     head.send(signal.SIGTERM)
     assert head.wait(10) == 0, head.output()
@@ -127,7 +129,28 @@ def test_a_job_running_when_the_head_is_killed_is_retried_and_its_old_attempt_cl
     rows = [(j["attempt"], j["state"], j["outcome"]) for j in store.jobs()]
     assert rows == [(1, "done", "lost"), (2, "done", "success")]
     assert sorted(m.attempt for m in ledger.markers("exec")) == [1, 2]
-    assert_checks(*quiet_checks(ledger, store, procs.tag, roots=[state]))
+    assert_checks(*quiet_checks(ledger, store, procs.tag, roots=[state]),
+                  executions_recorded(ledger, store))
+
+
+def test_a_job_handed_out_just_before_the_head_dies_runs_again_as_a_new_recorded_attempt(
+        tmp_path: Path, procs: Processes, ledger: Ledger) -> None:
+    ledger.offer([{"probe_id": "handed"}])
+    graph = write_graph(tmp_path / "graph.json", "handed", [
+        feed(ledger), probe("Sleep", "probe_sleep", ledger, args={"seconds": 1.0})])
+    state = tmp_path / "state"
+    store = StoreView(state)
+    head = procs.ccworkflow(graph, *run_args(state))
+    wait_until(lambda: ledger.markers("exec"), timeout_s=READY_S, what="the job to start",
+               interval_s=0.005)
+    head.kill9()  # at once: before the worker's own start report could be committed
+    procs.wait_none_alive(3.0)
+    code, output = procs.run(graph, *run_args(state))
+    assert code == 0, output
+    rows = [(j["attempt"], j["outcome"]) for j in store.jobs()]
+    assert rows == [(1, "lost"), (2, "success")]
+    assert_checks(*quiet_checks(ledger, store, procs.tag, roots=[state]),
+                  executions_recorded(ledger, store))
 
 
 # FI-02
@@ -189,7 +212,8 @@ def test_a_result_lost_before_its_commit_is_redone_and_applied_once(
         *quiet_checks(ledger, store, procs.tag, roots=[state]),
         c3_at_most_once_effect(ledger, store, "Effect", allow_uncommitted_retries=True),
         c4_at_least_once_work(ledger, store, "Hash", golden),
-        invariant_nodes_recorded(store, 3))
+        invariant_nodes_recorded(store, 3),
+        executions_recorded(ledger, store))
     print(f"FI-02 head_report_received_before_commit: {figures}")
 
 

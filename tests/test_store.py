@@ -277,7 +277,7 @@ def test_queueing_a_job_id_that_exists_does_not_duplicate_it(store: Store) -> No
     (pid,) = add(store)
     queue(store, spec(pid))
     with store.batch() as b:
-        b.job_started(spec(pid).id, worker="w1", host="h", now=12.0)
+        b.jobs_dispatched([spec(pid).id], now=12.0)
     queue(store, spec(pid, args={"src": "changed"}))
     assert store.open_jobs() == [(spec(pid), "running")]
 
@@ -289,6 +289,7 @@ def test_job_started_and_finished_are_recorded_and_a_repeated_report_is_ignored(
     job = spec(pid)
     queue(store, job)
     with store.batch() as b:
+        b.jobs_dispatched([job.id], now=11.0)
         b.job_started(job.id, worker="w1", host="h1", now=12.0)
         b.job_finished(
             job.id, outcome="success", retval={"x": 1}, error=None, stats={"t": 1}, now=13.0
@@ -313,13 +314,13 @@ def test_cancel_stops_queued_and_running_jobs_but_not_finished_ones(store: Store
     queued, running, done = spec(pid, "Q"), spec(pid, "R"), spec(pid, "D")
     queue(store, queued, running, done)
     with store.batch() as b:
-        b.job_started(running.id, worker="w", host="h", now=1.0)
+        b.jobs_dispatched([running.id], now=1.0)
         b.job_finished(done.id, outcome="success", retval=None, error=None, stats={}, now=2.0)
         b.apply([CancelJob(queued.id), CancelJob(running.id), CancelJob(done.id)], now=3.0)
     states = {j["id"]: j["state"] for j in store.jobs(pebble_id=pid)}
     assert states == {queued.id: "cancelled", running.id: "cancelled", done.id: "done"}
     with store.batch() as b:
-        b.job_started(queued.id, worker="w", host="h", now=4.0)
+        b.jobs_dispatched([queued.id], now=4.0)
     assert must(store.job(queued.id))["state"] == "cancelled"
 
 
@@ -328,10 +329,10 @@ def test_writes_in_one_batch_take_effect_in_call_order(store: Store) -> None:
     first, second = spec(pid, "A"), spec(pid, "B")
     with store.batch() as b:
         b.apply([QueueJob(first), QueueJob(second)], now=1.0)
-        b.job_started(first.id, worker="w", host="h", now=2.0)
+        b.jobs_dispatched([first.id], now=2.0)
         b.job_finished(first.id, outcome="success", retval=1, error=None, stats={}, now=3.0)
         b.apply([CancelJob(first.id)], now=4.0)
-        b.job_started(second.id, worker="w", host="h", now=5.0)
+        b.jobs_dispatched([second.id], now=5.0)
         assert b.requeue_running(now=6.0) == [second.id]
         b.job_finished(second.id, outcome="success", retval=2, error=None, stats={}, now=7.0)
     assert must(store.job(first.id))["state"] == "done"
@@ -344,8 +345,8 @@ def test_requeue_running_closes_running_jobs_as_lost_and_returns_their_ids(store
     a, b_, c = spec(pid, "A"), spec(pid, "B"), spec(pid, "C")
     queue(store, a, b_, c)
     with store.batch() as b:
-        b.job_started(a.id, worker="w", host="h", now=1.0)
-        b.job_started(b_.id, worker="w", host="h", now=1.0)
+        b.jobs_dispatched([a.id], now=1.0)
+        b.jobs_dispatched([b_.id], now=1.0)
     with store.batch() as b:
         assert b.requeue_running(now=5.0) == sorted([a.id, b_.id])
     with store.batch() as b:
@@ -471,7 +472,7 @@ def test_open_jobs_lists_queued_and_running_jobs_best_first(store: Store) -> Non
     finished = spec(ids[0], "B", priority=9)
     queue(store, low_old, high_new, high_old, finished)
     with store.batch() as b:
-        b.job_started(low_old.id, worker="w", host="h", now=1.0)
+        b.jobs_dispatched([low_old.id], now=1.0)
         b.job_finished(finished.id, outcome="success", retval=None, error=None, stats={}, now=1.0)
     assert store.open_jobs() == [(high_old, "queued"), (high_new, "queued"), (low_old, "running")]
 
@@ -532,7 +533,7 @@ def test_counts_per_node_and_per_pebble_outcome(store: Store) -> None:
             ],
             now=1.0,
         )
-        b.job_started(spec(ids[3]).id, worker="w", host="h", now=2.0)
+        b.jobs_dispatched([spec(ids[3]).id], now=2.0)
     assert store.node_counts() == {
         "A": {"success": 1, "error": 1, "queued": 1, "running": 1},
         "B": {"waiting": 1},
@@ -545,7 +546,7 @@ def test_pebbles_and_jobs_list_with_filters_and_pages(store: Store) -> None:
     queue(store, *(spec(pid) for pid in ids), spec(ids[0], "B"))
     with store.batch() as b:
         b.apply([PebbleDone(ids[1], PebbleOutcome.FAILED)], now=2.0)
-        b.job_started(spec(ids[3]).id, worker="w", host="h", now=2.0)
+        b.jobs_dispatched([spec(ids[3]).id], now=2.0)
     assert [p["id"] for p in store.pebbles(state="active")] == [ids[0], ids[2], ids[3], ids[4]]
     assert [p["id"] for p in store.pebbles(outcome="failed")] == [ids[1]]
     assert [p["id"] for p in store.pebbles(after_id=ids[2], limit=1)] == [ids[3]]
@@ -747,7 +748,7 @@ def test_describe_counts_what_fresh_would_discard(tmp_path: Path) -> None:
         ids = add(s, 3)
         queue(s, spec(ids[0]), spec(ids[1]))
         with s.batch() as b:
-            b.job_started(spec(ids[1]).id, worker="w", host="h", now=1.0)
+            b.jobs_dispatched([spec(ids[1]).id], now=1.0)
             b.apply([PebbleDone(ids[2], PebbleOutcome.COMPLETED)], now=1.0)
         assert Store.describe(tmp_path) == {
             "pebbles": 3,

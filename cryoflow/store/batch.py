@@ -50,13 +50,16 @@ CANCEL_JOB = (
 FINISH_PEBBLE = (
     "UPDATE pebbles SET state = 'done', outcome = ?, failed_nodes = ?, finished = ? WHERE id = ?"
 )
+DISPATCH_JOB = (
+    "UPDATE jobs SET state = 'running', started = ? WHERE id = ? AND state = 'queued'"
+)
 START_JOB = (
-    "UPDATE jobs SET state = 'running', started = ?, worker = ?, host = ?"
-    " WHERE id = ? AND state = 'queued'"
+    "UPDATE jobs SET started = ?, worker = ?, host = ? WHERE id = ? AND state = 'running'"
 )
 FINISH_JOB = (
     "UPDATE jobs SET state = 'done', outcome = ?, retval = ?, error = ?, stats = ?,"
-    " finished = ? WHERE id = ? AND state <> 'done'"
+    " worker = coalesce(?, worker), host = coalesce(?, host), finished = ?"
+    " WHERE id = ? AND state <> 'done'"
 )
 RUNNING_JOBS = "SELECT id, pebble_id FROM jobs WHERE state = 'running' ORDER BY id"
 LOSE_RUNNING = (
@@ -197,9 +200,27 @@ class Batch:
             if rows:
                 self._conn.executemany(sql, rows)
 
-    def job_started(self, job_id: str, *, worker: str, host: str, now: float) -> None:
-        """Mark a queued job running on ``worker``@``host`` (no change if not queued)."""
-        self._hold(START_JOB, (now, worker, host, job_id))
+    def jobs_dispatched(self, job_ids: Iterable[str], *, now: float) -> None:
+        """Record that queued jobs are handed to workers: each becomes ``running``.
+
+        Commit this before the hand-off: a job that a worker may execute is then
+        always a recorded attempt, and a head that stops before its result comes
+        closes it as ``lost`` at the next start (:meth:`requeue_running`), so the
+        execution that follows is a new attempt. No event row is added.
+        """
+        self._release()
+        self._conn.executemany(DISPATCH_JOB, [(now, job_id) for job_id in job_ids])
+
+    def job_started(
+        self, job_id: str, *, worker: str, host: str, now: float, write: bool = True
+    ) -> None:
+        """Note where a dispatched job runs: ``worker``@``host``, started ``now``.
+
+        ``write=False`` only adds the event: the job's result, in the same batch,
+        carries the worker and host (one write per job state change).
+        """
+        if write:
+            self._hold(START_JOB, (now, worker, host, job_id))
         data = codec.dumps({"worker": worker, "host": host})
         self._events.append((now, "job_started", None, job_id, data))
 
@@ -220,7 +241,9 @@ class Batch:
         """
         retval_json = None if retval is None else codec.dumps(retval)
         stats_json = codec.dumps(stats) if stats else None
-        self._hold(FINISH_JOB, (outcome, retval_json, error, stats_json, now, job_id))
+        worker, host = stats.get("worker") or None, stats.get("node") or None
+        row = (outcome, retval_json, error, stats_json, worker, host, now, job_id)
+        self._hold(FINISH_JOB, row)
         self._events.append((now, "job_finished", None, job_id, _outcome_event(outcome)))
 
     def requeue_running(self, *, now: float) -> list[str]:

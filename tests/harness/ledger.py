@@ -385,6 +385,36 @@ def c5_no_rerun_of_finished_work(ledger: Ledger, store: StoreView) -> Check:
     return check
 
 
+def executions_recorded(ledger: Ledger, store: StoreView) -> Check:
+    """Every execution is a recorded attempt of its own: executions == attempts that ran.
+
+    Each ``exec`` marker names its job id with the attempt (``12/Hash#2``); that id
+    must be a job row, and no two executions may share one (a re-execution after a
+    head kill is a new attempt). Recorded attempts that no execution matches are
+    dispatches cut short before the job started: they must be closed ``lost`` or
+    ``cancel``, never ``success``.
+    """
+    check = Check("every execution is a recorded attempt")
+    rows = {job["id"]: job for job in store.jobs()}
+    runs = Counter(f"{m.job}#{m.attempt}" for m in ledger.markers("exec"))
+    for job_id, count in runs.items():
+        if count > 1:
+            check.fail(f"{job_id} ran {count} times as one recorded attempt")
+        if job_id not in rows:
+            check.fail(f"{job_id} ran but the store has no such attempt")
+    unrun = [job for job_id, job in rows.items() if job_id not in runs]
+    for job in unrun:
+        if job["outcome"] not in ("lost", "cancel"):
+            check.fail(f"{job['id']} is recorded {job['outcome']} but never ran")
+    executions = sum(runs.values())
+    ran = len(runs.keys() & rows.keys())
+    if executions != ran:
+        check.fail(f"{executions} executions but {ran} recorded attempts that ran")
+    check.figures = {"executions": executions, "recorded_attempts": len(rows),
+                     "attempts_ran": ran, "dispatched_not_started": len(unrun)}
+    return check
+
+
 def c6_no_stuck_jobs(store: StoreView) -> Check:
     """Once quiet, no job is running, and none is queued for a finished pebble."""
     check = Check("C6 no stuck jobs")
