@@ -86,7 +86,9 @@ def test_remove_deletes_files_and_folders_only_with_recursive(tmp_path: Path) ->
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_text("x")
     with pytest.raises(IsADirectoryError, match="set recursive"):
-        call("remove", {"src": str(tmp_path / "d")})
+        call("remove", {"src": str(tmp_path / "d"), "ignoreerrors": False})
+    kept = call("remove", {"src": str(tmp_path / "d")})  # ignoreerrors: reported, not raised
+    assert (kept["deleted"], kept["errors"]) == (0, 1) and "set recursive" in kept["error"]
     out = call(
         "remove",
         {
@@ -94,7 +96,8 @@ def test_remove_deletes_files_and_folders_only_with_recursive(tmp_path: Path) ->
             "recursive": "true",
         },
     )
-    assert out == {"removed": [str(tmp_path / "f"), str(tmp_path / "d")]}
+    assert out["removed"] == [str(tmp_path / "f"), str(tmp_path / "d")]
+    assert (out["deleted"], out["errors"]) == (2, 0)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(FileNotFoundError):
         call("remove", {"src": str(tmp_path / "gone"), "ignoreerrors": False})
@@ -139,9 +142,11 @@ def test_unzip_unpacks_beside_the_archive_or_into_dst(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "pack.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "f.txt", "f.txt")
     out = call("unzip", {"src": str(tmp_path / "pack.tar.gz")})
-    assert out == {"files": [str(tmp_path / "pack" / "f.txt")], "dst": str(tmp_path / "pack")}
+    files, folder = [str(tmp_path / "pack" / "f.txt")], str(tmp_path / "pack")
+    assert out == {"files": files, "dst": folder, "fileList": files, "destDir": folder,
+                   "error": ""}
     out = call("unzip", {"src": [str(tmp_path / "pack.tar.gz")], "dst": str(tmp_path / "to")})
-    assert out == {"files": [str(tmp_path / "to" / "f.txt")], "dst": [str(tmp_path / "to")]}
+    assert (out["files"], out["dst"]) == ([str(tmp_path / "to" / "f.txt")], [str(tmp_path / "to")])
 
 
 def test_unzip_refuses_an_unsafe_archive(tmp_path: Path) -> None:
@@ -214,8 +219,10 @@ def test_waitforfile_waits_for_a_real_file(tmp_path: Path) -> None:
 
 def test_jsonparse_reads_files_and_text(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text('{"product": "S1", "n": 2}')
-    assert call("jsonparse", {"src": str(tmp_path / "a.json")}) == {"product": "S1", "n": 2}
-    assert call("jsonparse", {"src": " [1, 2]"}) == {"value": [1, 2]}
+    parsed = {"product": "S1", "n": 2}
+    assert call("jsonparse", {"src": str(tmp_path / "a.json")}) == {**parsed, "content": parsed}
+    assert call("jsonparse", {"path": str(tmp_path / "a.json")})["content"] == parsed
+    assert call("jsonparse", {"src": " [1, 2]"}) == {"value": [1, 2], "content": [1, 2]}
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(ValueError, match="bad.json is not valid JSON"):
         call("jsonparse", {"src": str(tmp_path / "bad.json")})
@@ -275,5 +282,5 @@ def test_remove_of_a_missing_s3_object_fails_only_when_asked_to(
     quiet = _run_builtin("remove", {"src": f"s3://{bucket}/gone"}, staging)
     loud = _run_builtin("remove", {"src": f"s3://{bucket}/gone", "ignoreerrors": False},
                         staging)
-    assert quiet.outcome is Outcome.SUCCESS and quiet.retval == {"removed": []}
+    assert quiet.outcome is Outcome.SUCCESS and quiet.retval["removed"] == []
     assert loud.outcome is Outcome.ERROR and f"s3://{bucket}/gone" in (loud.error or "")

@@ -1,4 +1,8 @@
-"""Input module: one pebble made of the workflow's options, then the workflow ends."""
+"""Input module: one pebble made of the workflow's options, then the workflow ends.
+
+The item holds every option (so ``{"output": "Start.src"}`` reads option ``src``) and
+``caller``, the input node's name, as CryoCloud's cmdline item did.
+"""
 
 ccmodule = {
     "description": "One pebble from the command line options; the workflow ends after it",
@@ -9,7 +13,7 @@ ccmodule = {
     # No "outputs": the pebble's item is the workflow's options, whatever they are, so
     # references like {"output": "Start.src"} are not checked against a fixed list.
     "defaults": {
-        "priority": 50,
+        "priority": 0,
         "runOn": "always",
     },
     "status": {},
@@ -18,4 +22,7 @@ ccmodule = {
 
 def start(handler, args, stop_event):
     """Hand ``args`` (the head passes the workflow's options) over as the one item."""
-    handler.onAdd(dict(args))
+    item = {key: value for key, value in args.items() if not str(key).startswith("__")}
+    if "__name__" in args:
+        item.setdefault("caller", args["__name__"])
+    handler.onAdd(item)

@@ -27,9 +27,14 @@ ccmodule = {
         "dst": "Target folder or key prefix (s3://bucket/prefix/, ssh://host/dir/, /dir/); "
         "with basename false, the full target of the single source",
         "basename": "Keep each source's name under dst (default true)",
+        "extension": "Also copy each source's companion file with this suffix, e.g. '.hdr'",
+        "dontstop": "Copy the other sources when one fails, and report it (default false)",
     },
-    "outputs": {"dst": "Where the copies are: a URL or path, or a list like src"},
-    "defaults": {"priority": 50, "runOn": "success"},
+    "outputs": {
+        "dst": "Where the copies are: a URL or path, or a list like src",
+        "errors": "With dontstop: what could not be copied, one line each",
+    },
+    "defaults": {"priority": 10, "runOn": "success"},
     "status": {"progress": "Progress 0-100%", "state": "The source being copied"},
 }
 
@@ -43,14 +48,28 @@ def process_task(
     sources = args["src"] if isinstance(args["src"], list) else [args["src"]]
     basename = flag(args, "basename", True)
     config = getattr(worker, "staging_config", None) or StagingConfig()
-    copies = []
+    copies: list[str] = []
+    errors: list[str] = []
+    extension = args.get("extension")
     for index, source in enumerate(sources):
         if cancel_event is not None and cancel_event.is_set():
             raise StagingError(f"copyfiles cancelled before {parse_url(str(source))}")
         worker.status["state"] = str(parse_url(str(source)))
-        copies.append(copy_one(str(source), str(args["dst"]), basename, config))
+        try:
+            copies.append(copy_one(str(source), str(args["dst"]), basename, config))
+            if extension and Path(str(source) + str(extension)).exists():
+                copy_one(str(source) + str(extension), str(args["dst"]), basename, config)
+        except (StagingError, OSError) as exc:
+            if not flag(args, "dontstop", False):
+                raise
+            errors.append(f"{source}: {exc}")
         worker.status["progress"] = int(100 * (index + 1) / len(sources))
-    return 100, {"dst": copies if isinstance(args["src"], list) else copies[0]}
+    if not copies:
+        raise StagingError("nothing could be copied: " + "; ".join(errors))
+    dst: Any = copies if isinstance(args["src"], list) else copies[0]
+    if flag(args, "dontstop", False):
+        return 100, {"dst": dst, "errors": "\n".join(errors)}
+    return 100, {"dst": dst}
 
 
 def copy_one(source: str, dst: str, basename: bool, config: StagingConfig) -> str:

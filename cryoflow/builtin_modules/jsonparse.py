@@ -11,26 +11,31 @@ ccmodule = {
     "provides": [],
     "inputs": {
         "src": "A path or file:// URL of a JSON file, or JSON text (starting with { or [)",
+        "path": "The same as src (CryoCloud's name)",
     },
     "outputs": {
+        "content": "The parsed value",
         "value": "The parsed value, when it is not an object",
     },
     "defaults": {
-        "priority": 50,
-        "runOn": "success",
-        "type": "admin",
+        "priority": 0,
+        "runOn": "always",
     },
     "status": {},
 }
 
 
 def process_task(worker, task, cancel_event=None):
-    """Parse ``src``; an object is returned as the outputs, anything else as ``value``."""
-    source = task["args"].get("src")
+    """Parse ``src`` (or ``path``): ``content`` is the value; an object's keys are also
+    outputs of their own, anything else is also ``value``."""
+    args = task["args"]
+    source = args.get("src", args.get("path"))
     if source is None:
-        raise ValueError("jsonparse needs src (a JSON file or JSON text)")
+        raise ValueError("jsonparse needs src or path (a JSON file or JSON text)")
     value = parse(source)
-    return 100, value if isinstance(value, dict) else {"value": value}
+    if isinstance(value, dict):
+        return 100, {**value, "content": value}
+    return 100, {"value": value, "content": value}
 
 
 def parse(source):

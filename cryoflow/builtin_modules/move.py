@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cryoflow.workers.args import copy_atomic, local_path
+from cryoflow.workers.args import copy_atomic, local_path, truthy
 
 ccmodule = {
     "description": "Move files or folders to another path or folder, across filesystems too",
@@ -14,14 +14,15 @@ ccmodule = {
     "inputs": {
         "src": "A path or file:// URL, or a list of them",
         "dst": "The new path; for a list, or an existing folder, the folder to move into",
+        "dontstop": "Move the other sources when one fails, and report it (default false)",
     },
     "outputs": {
         "dst": "The new path (a list for a list of sources)",
+        "errors": "With dontstop: what could not be moved, one line each",
     },
     "defaults": {
-        "priority": 50,
-        "runOn": "success",
-        "type": "admin",
+        "priority": 10,
+        "runOn": "always",
     },
     "status": {},
 }
@@ -35,14 +36,26 @@ def process_task(worker, task, cancel_event=None):
     sources = args["src"]
     target = Path(local_path(str(args["dst"])))
     into = isinstance(sources, list) or target.is_dir() or str(args["dst"]).endswith("/")
-    moved = []
+    moved, errors = [], []
+    dontstop = truthy(args.get("dontstop", False))
     for source in sources if isinstance(sources, list) else [sources]:
         src = Path(local_path(str(source)))
         dst = target / src.name if into else target
-        move(src, dst)
+        try:
+            move(src, dst)
+        except OSError as exc:
+            if not dontstop:
+                raise
+            errors.append(f"{src}: {exc}")
+            continue
         worker.log.info("moved %s to %s", src, dst)
         moved.append(str(dst))
-    return 100, {"dst": moved if isinstance(sources, list) else moved[0]}
+    if not moved and errors:
+        raise OSError("nothing could be moved: " + "; ".join(errors))
+    out = {"dst": moved if isinstance(sources, list) else moved[0]}
+    if dontstop:
+        out["errors"] = "\n".join(errors)
+    return 100, out
 
 
 def move(src, dst):

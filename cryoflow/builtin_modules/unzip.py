@@ -1,9 +1,17 @@
-"""Unpacks zip and tar archives safely (see cryoflow.staging.extract)."""
+"""Unpacks zip and tar archives safely (see cryoflow.staging.extract).
 
+CryoCloud's contract holds: ``src`` (one archive or a list), ``dst`` or a fresh folder
+under ``tempDir``, ``keep`` (keep a partly unpacked folder after a failure), and the
+outputs ``destDir``, ``fileList`` and ``error``. ``dst`` and ``files`` give the same
+values under cryoflow's earlier names.
+"""
+
+import shutil
+import tempfile
 from pathlib import Path
 
 from cryoflow.staging.extract import extract_archive
-from cryoflow.workers.args import local_path, unpack_folder
+from cryoflow.workers.args import local_path, truthy, unpack_folder
 
 ccmodule = {
     "description": "Unpack zip, tar, tar.gz/tgz, tar.bz2 and tar.xz archives, refusing unsafe ones",
@@ -11,19 +19,24 @@ ccmodule = {
     "provides": [],
     "inputs": {
         "src": "The archive (a path or file:// URL), or a list of archives",
-        "dst": "Folder to unpack into (default: beside the archive, named after it)",
+        "dst": "Folder to unpack into (default: a new folder under tempDir, else beside "
+               "the archive, named after it)",
+        "tempDir": "Folder in which to create a new unpack folder when dst is not given",
+        "keep": "Keep what was unpacked when an archive fails (default false)",
         "max_members": "Most members an archive may have (default 100000)",
         "max_bytes": "Most bytes an archive may unpack to (default 50 GiB)",
         "max_ratio": "Highest compression ratio accepted (default 200)",
     },
     "outputs": {
-        "files": "The top-level entries unpacked, as full paths",
-        "dst": "The folder unpacked into (a list for a list of archives)",
+        "destDir": "The folder unpacked into (a list for a list of archives)",
+        "fileList": "The top-level entries unpacked, as full paths",
+        "error": "Empty on success",
+        "files": "The same as fileList",
+        "dst": "The same as destDir",
     },
     "defaults": {
-        "priority": 50,
+        "priority": 10,
         "runOn": "success",
-        "type": "admin",
     },
     "status": {
         "progress": "Archives done, 0-100",
@@ -45,13 +58,36 @@ def process_task(worker, task, cancel_event=None):
         raise ValueError("unzip needs src (an archive or a list of archives)")
     archives = sources if isinstance(sources, list) else [sources]
     limits = {key: kind(args[name]) for name, key, kind in _LIMITS if args.get(name) is not None}
-    files, folders = [], []
+    files, folders, made = [], [], []
     for done, source in enumerate(archives, 1):
         if cancel_event is not None and cancel_event.is_set():
             break
         archive = Path(local_path(str(source)))
-        target = Path(local_path(str(args["dst"]))) if args.get("dst") else unpack_folder(archive)
-        files.extend(str(entry) for entry in extract_archive(archive, target, **limits))
+        target = _target(args, archive, made)
+        try:
+            files.extend(str(entry) for entry in extract_archive(archive, target, **limits))
+        except BaseException:
+            if not truthy(args.get("keep", False)):
+                for folder in made:
+                    shutil.rmtree(folder, ignore_errors=True)
+            raise
         folders.append(str(target))
         worker.status["progress"] = 100 * done // len(archives)
-    return 100, {"files": files, "dst": folders if isinstance(sources, list) else folders[0]}
+    dest = folders if isinstance(sources, list) else folders[0]
+    return 100, {"destDir": dest, "fileList": files, "error": "", "dst": dest, "files": files}
+
+
+def _target(args, archive, made):
+    """Where ``archive`` unpacks: dst, a new folder under tempDir, or beside it."""
+    if args.get("dst"):
+        return Path(local_path(str(args["dst"])))
+    if args.get("tempDir"):
+        parent = Path(local_path(str(args["tempDir"])))
+        parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="unzip-", dir=parent))
+        made.append(folder)
+        return folder
+    folder = unpack_folder(archive)
+    if not folder.exists():
+        made.append(folder)
+    return folder

@@ -66,8 +66,11 @@ def run_tool(
     env: Mapping[str, str] | None = None,
     grace_s: float = 5.0,
     tail_lines: int = 20,
+    on_start: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> ToolResult:
-    """Run ``cmd`` to its end (or until ``stop_event``), streaming its lines."""
+    """Run ``cmd`` to its end (or until ``stop_event``), streaming its lines.
+
+    ``on_start(proc)`` is called once the process runs (to watch its resources)."""
     try:
         proc = subprocess.Popen(
             list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -75,6 +78,8 @@ def run_tool(
             start_new_session=True)
     except FileNotFoundError as exc:
         raise ToolMissingError(f"cannot run {cmd[0]!r}: {exc.strerror}") from None
+    if on_start is not None:
+        on_start(proc)
     lines: queue.SimpleQueue[tuple[str, str | None]] = queue.SimpleQueue()
     readers = [threading.Thread(target=_pump, args=(name, stream, lines), daemon=True)
                for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr))]

@@ -13,12 +13,14 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from cryoflow.compat.inputs import adapt as adapt_for_cryocloud
 from cryoflow.engine.args import Scope, resolve_arg
 from cryoflow.errors import ArgumentError, CryoflowError, InputError
 from cryoflow.graph.model import Graph, Node
-from cryoflow.graph.modules import load_module
+from cryoflow.graph.modules import builtin_modules_dir, load_module
 from cryoflow.head import Head
 
 log = logging.getLogger("cryoflow.daemon.inputs")
@@ -92,6 +94,8 @@ class InputRunner:
             module = load_module(node.module_ref or node.module)
             args = self.args_for(node)
             handler = InputHandler(self.head, node, loop)
+            if not _is_builtin(module):
+                adapt_for_cryocloud(handler, self.stop_event)
             singlerun = getattr(module, "ccmodule", {}).get("input_type") == "singlerun"
             running = _Running(node, threading.Thread(), singlerun)
             running.thread = threading.Thread(
@@ -109,6 +113,7 @@ class InputRunner:
                 args[name] = resolve_arg(scope, name, spec)
             except ArgumentError as exc:
                 raise InputError(str(exc)) from exc
+        args["__name__"] = node.name  # CryoCloud input modules name their items with it
         return args
 
     def _run(self, running: _Running, module: Any, handler: InputHandler,
@@ -147,3 +152,8 @@ def _sentence(node: str, error: BaseException) -> str:
     if not isinstance(error, CryoflowError):
         text = f"{type(error).__name__}: {text}"
     return text if text.startswith(prefix) else f"{prefix}: {text}"
+
+
+def _is_builtin(module: Any) -> bool:
+    where = getattr(module, "__file__", None)
+    return where is not None and Path(where).resolve().parent == builtin_modules_dir()

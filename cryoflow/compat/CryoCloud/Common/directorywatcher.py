@@ -31,6 +31,7 @@ class DirectoryWatcher(threading.Thread):
         stabilize: float = 1.0,
         noDB: bool = True,  # noqa: N803
         interval: float = 0.25,
+        stop_event: threading.Event | None = None,
         **_ignored: Any,
     ) -> None:
         super().__init__(name=f"directorywatcher-{runid}", daemon=True)
@@ -42,6 +43,7 @@ class DirectoryWatcher(threading.Thread):
         self.stabilize = float(stabilize)
         self.interval = interval
         self._stop_event = threading.Event()
+        self._outer_stop = stop_event
         self._seen: dict[str, tuple[int, float, float]] = {}
         self._done: set[tuple[str, int, float]] = set()
 
@@ -50,6 +52,8 @@ class DirectoryWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
+            if self._outer_stop is not None and self._outer_stop.is_set():
+                return
             self.scan(time.monotonic())
             self._stop_event.wait(self.interval)
 
