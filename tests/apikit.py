@@ -14,6 +14,7 @@ import aiohttp
 from enginekit import graph, node
 
 from cryoflow.api.server import ApiServer, start_api
+from cryoflow.colony.routes import route_table
 from cryoflow.graph.model import Graph, Node
 from cryoflow.head import Head
 from cryoflow.store import Store
@@ -82,7 +83,8 @@ async def served(state: Path, g: Graph | None = None, *, token: str | None = Non
     store = Store.open(state, workflow=g.name)
     head = Head(g, store=store, executor=InlineExecutor())
     await head.start()
-    api = await start_api(head, token=token, admin_token=admin_token)
+    api = await start_api(head, token=token, admin_token=admin_token,
+                          extra_routes=[route_table()])
     session = aiohttp.ClientSession()
     try:
         yield Served(head, api, session, state)

@@ -178,9 +178,9 @@ class FakeRunner:
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
     fake = FakeRunner(code=7)
-    module = types.ModuleType("cryoflow.daemon.run")
+    module = types.ModuleType("cryoflow.cli.run")
     module.run_workflow = fake.run_workflow  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cryoflow.daemon.run", module)
+    monkeypatch.setitem(sys.modules, "cryoflow.cli.run", module)
     return fake
 
 

@@ -28,7 +28,7 @@ from cryoflow.colony.routes import install
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.head import Head
 from cryoflow.pyapi.records import RunStatus
-from cryoflow.pyapi.routing import RoutingExecutor
+from cryoflow.workers.routing import RoutingExecutor
 from cryoflow.store import Store
 from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.inline import InlineExecutor

@@ -296,24 +296,28 @@ def test_the_example_workflow_gives_the_same_report_on_every_executor(
 
 
 def test_an_executor_is_found_by_name_and_built_from_run_settings() -> None:
+    from cryoflow.daemon.root import build_executor
     from cryoflow.daemon.settings import RunSettings
     from cryoflow.workers import registry
     from cryoflow.workers.dask import DaskExecutor
     from cryoflow.workers.docker import DockerExecutor
+    from cryoflow.workers.inline import InlineExecutor
     from cryoflow.workers.kubernetes import KubernetesExecutor
 
     assert registry.load("dask") is DaskExecutor
     settings = RunSettings(executor="dask", scheduler="tcp://10.0.0.1:8786", workers=3)
-    assert isinstance(registry.make_executor(settings), DaskExecutor)
-    docker = registry.make_docker_executor(
-        RunSettings(workers=2, config={"docker": {"image": "img:1", "network": "host"}})
-    )
+    assert isinstance(build_executor(settings), DaskExecutor)
+    docker = build_executor(RunSettings(
+        executor="docker", workers=2, config={"docker": {"image": "img:1", "network": "host"}}))
     assert isinstance(docker, DockerExecutor)
     assert docker.capacity()[WorkerClass.NORMAL] == 2
-    kube = registry.make_executor(
+    kube = build_executor(
         RunSettings(kubernetes=True, config={"kubernetes": {"namespace": "jobs"}})
     )
     assert isinstance(kube, KubernetesExecutor)
+    inline = build_executor(RunSettings(executor="inline", workers=3))
+    assert isinstance(inline, InlineExecutor)
+    assert inline.capacity()[WorkerClass.NORMAL] == 3
 
 
 def test_a_missing_extra_fails_with_the_line_that_installs_it(
@@ -334,11 +338,14 @@ def test_a_missing_extra_fails_with_the_line_that_installs_it(
 
 
 def test_unknown_executors_and_settings_are_refused_with_a_sentence() -> None:
+    from cryoflow.daemon.root import build_executor
     from cryoflow.daemon.settings import RunSettings
     from cryoflow.errors import WorkerError
     from cryoflow.workers import registry
 
     with pytest.raises(WorkerError, match="unknown executor 'nope'; use one of dask, docker"):
         registry.load("nope")
+    with pytest.raises(WorkerError, match="unknown executor 'nope'; use one of dask, docker"):
+        build_executor(RunSettings(executor="nope"))
     with pytest.raises(WorkerError, match="unknown docker settings colour in the config"):
-        registry.make_docker_executor(RunSettings(config={"docker": {"colour": "red"}}))
+        build_executor(RunSettings(executor="docker", config={"docker": {"colour": "red"}}))

@@ -23,10 +23,16 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from cryoflow.api.server import start_api
+from cryoflow.daemon.root import build_executor, running_head
+from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import CryoflowError
+from cryoflow.graph.model import Graph
 from cryoflow.pyapi import edits
 from cryoflow.pyapi.catalog import CATALOG_NAME, DEFAULT_ROOT, FlowCatalog, FlowDefinition
 from cryoflow.pyapi.records import RunRecord, RunStatus
+from cryoflow.pyapi.running import FlowRun, RunSpec
+from cryoflow.pyapi.workflow import definition_graph
 from cryoflow.pyapi.yamlflow import read_flow_file
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -141,9 +147,6 @@ def do_edit(args: argparse.Namespace) -> int:
 
 
 def do_run(args: argparse.Namespace) -> int:
-    from cryoflow.pyapi.running import FlowRun, RunSpec
-    from cryoflow.pyapi.workflow import definition_graph
-
     folder = flow_dir(args.root, args.name)
     with FlowCatalog(folder) as catalog:
         graph = definition_graph(catalog.definition())
@@ -162,8 +165,6 @@ def print_record(record: RunRecord) -> None:
 
 
 def do_view(args: argparse.Namespace) -> int:
-    from cryoflow.pyapi.workflow import definition_graph
-
     folder = flow_dir(args.root, args.name)
     with FlowCatalog(folder) as catalog:
         definition = catalog.definition()
@@ -175,17 +176,10 @@ def do_view(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _serve(graph: Any, folder: Path, args: argparse.Namespace) -> None:
-    from cryoflow.api.server import start_api
-    from cryoflow.head import Head
-    from cryoflow.store import Store
-    from cryoflow.workers.inline import InlineExecutor
-
-    store = Store.open(folder, workflow=graph.name)
-    head = Head(graph, store=store, executor=InlineExecutor())
-    head.paused = True  # a view runs nothing
-    try:
-        await head.start()
+async def _serve(graph: Graph, folder: Path, args: argparse.Namespace) -> None:
+    executor = build_executor(RunSettings(executor="inline", workers=2))
+    async with running_head(graph, folder, executor) as head:
+        head.pause()  # a view runs nothing
         server = await start_api(head, port=args.port)
         print(f"web view of {graph.name}: {server.url}", flush=True)
         if not args.no_browser:
@@ -195,6 +189,3 @@ async def _serve(graph: Any, folder: Path, args: argparse.Namespace) -> None:
                    else asyncio.Event().wait())
         finally:
             await server.stop()
-            await head.stop()
-    finally:
-        store.close()

@@ -180,7 +180,7 @@ def _act(graph: Graph, ns: argparse.Namespace) -> int:
         settings = run_settings(ns, graph.config)
     except (OptionError, ConfigError) as e:
         return _fail([str(e)])
-    from cryoflow.daemon.run import run_workflow
+    from cryoflow.cli.run import run_workflow
 
     return run_workflow(graph, options, settings)
 

@@ -1,103 +1,18 @@
-"""Graphs that grow while they run (ColonyOS dynamic workflows).
+"""Graphs that grow while they run (ColonyOS dynamic workflows): the call a job makes.
 
-A running job may add a child node below its own node, or insert one between its node
-and that node's children (they then wait for the new node instead). The new node is a
-function spec (``{"nodename", "funcname", "args", "kwargs", "conditions":
-{"executortype", "dependencies"}, ...}``); besides the running node it may depend on
-other existing nodes. Nothing upstream changes; a name already used and a request
-that would close a cycle are refused.
-
-From a module: ``add_child(worker, spec, insert=False)``; over the executor API:
-``POST /api/v1/processes/{id}/children``. :func:`grow_graph` is pure; :func:`grow_head`
-applies it to a running head.
+From a flow function or a module: ``add_child(worker, spec, insert=False)``; over the
+executor API: ``POST /api/v1/processes/{id}/children``. What a request may do is
+in :mod:`cryoflow.graph.grow`; :func:`cryoflow.daemon.root.grow_head` applies it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
-from cryoflow.errors import CryoflowError, GraphError
-from cryoflow.graph.flowgraph import PYTHON_MODULE, nodes_graph, python_args
-from cryoflow.graph.funcspec import FUNCSPEC_MODULE, spec_node, spec_problems
-from cryoflow.graph.model import ENTRY, ArgSource, Graph, Node
-from cryoflow.pyapi.routing import ADD_CHILD_KEY
-from cryoflow.workers.base import JobSink
-
-
-class GrowError(GraphError):
-    """A request to add a node to a running graph was refused."""
+from cryoflow.workers.routing import ADD_CHILD_KEY
 
 
 def add_child(worker: Any, spec: Mapping[str, Any], insert: bool = False) -> None:
     """From a running job: add ``spec`` as a child of this job's node (see the module)."""
     worker.status[ADD_CHILD_KEY] = {"spec": dict(spec), "insert": bool(insert)}
-
-
-def job_node(job_id: str) -> str:
-    """``"3/gen/1#2"`` → ``"gen"``."""
-    return job_id.rpartition("#")[0].split("/")[1]
-
-
-def child_node(spec: Mapping[str, Any], parent: str) -> Node:
-    """The node for ``spec``, depending on ``parent`` and the spec's own dependencies."""
-    problems = spec_problems(spec)
-    if problems:
-        raise GrowError("; ".join(problems))
-    conditions = dict(spec.get("conditions") or {})
-    deps = [parent, *(d for d in conditions.get("dependencies") or () if d != parent)]
-    return spec_node({**spec, "conditions": {**conditions, "dependencies": deps}})
-
-
-def grow_graph(graph: Graph, parent: str, child: Node, *, insert: bool = False) -> Graph:
-    """``graph`` with ``child`` added below ``parent`` (between it and its children)."""
-    if parent not in graph.nodes:
-        raise GrowError(f"there is no node {parent!r} to add a child to")
-    if child.name in graph.nodes or child.name == ENTRY:
-        raise GrowError(f"there is already a node {child.name!r}; choose another nodename")
-    nodes = list(graph.nodes.values())
-    if insert:
-        below = set(graph.children_of(parent))
-        nodes = [_reparent(n, parent, child.name) if n.name in below else n for n in nodes]
-    try:
-        grown = nodes_graph([*nodes, child], name=graph.name, source=graph.source)
-    except GraphError as exc:
-        raise GrowError(f"adding {child.name!r} below {parent!r} is refused: {exc}") from None
-    return replace(graph, nodes=grown.nodes, children=grown.children, flow=None)
-
-
-def _reparent(node: Node, old: str, new: str) -> Node:
-    parents = tuple(new if p == old else p for p in node.parents)
-    if node.module not in (PYTHON_MODULE, FUNCSPEC_MODULE) or "callable" not in node.args:
-        return replace(node, parents=parents)
-    literals = {k: spec.value for k, spec in node.args.items()
-                if spec.source is ArgSource.LITERAL and k not in ("callable", "parents", "path")}
-    path = node.args["path"].value if "path" in node.args else None
-    args = python_args(node.args["callable"].value, parents, path, **literals)
-    return replace(node, parents=parents, args=args)
-
-
-def grow_head(head: JobSink, job_id: str, request: Mapping[str, Any]) -> str | None:
-    """Grow the graph of the head running ``job_id``; None when done, else why not."""
-    graph = getattr(head, "graph", None)
-    engine = getattr(head, "engine", None)
-    if graph is None or engine is None:
-        return "this run cannot grow its graph"
-    if not engine.is_current(job_id):
-        return f"job {job_id} is not running, so it cannot add children"
-    spec = request.get("spec")
-    if not isinstance(spec, Mapping):
-        return "send the new node as a function spec under 'spec'"
-    try:
-        grown = grow_graph(graph, job_node(job_id), child_node(spec, job_node(job_id)),
-                           insert=bool(request.get("insert")))
-    except CryoflowError as exc:
-        return str(exc)
-    swap_graph(head, grown)
-    return None
-
-
-def swap_graph(head: Any, graph: Graph) -> None:
-    """Make a running head and its engine use ``graph`` from now on."""
-    head.replace_graph(graph)

@@ -1,6 +1,7 @@
 """``/api/v1/workflows``, ``/api/v1/executors`` and ``/api/v1/processes``: ColonyOS parity.
 
-Register on the app with :func:`install` (one line in the app factory). Every state
+Give :func:`route_table` to the app factory (``build_app(context, extra_routes=[...])``
+or ``start_api(head, extra_routes=[...])``), or call :func:`install` on an app. Every state
 change is a ``POST`` with a JSON body (the admin token, when tokens are set); an
 executor proves who it is with the ``executorid`` it got when it registered. The logic
 lives in :mod:`cryoflow.colony.queue`; handlers parse, call and answer.
@@ -16,6 +17,7 @@ from aiohttp import web
 from cryoflow.api import views
 from cryoflow.api.context import ApiContext
 from cryoflow.api.params import bad_request, json_body
+from cryoflow.api.server import RouteTable
 from cryoflow.colony.queue import ColonyError, ColonyQueue, ColonyService
 from cryoflow.errors import GraphValidationError
 
@@ -27,7 +29,7 @@ def install(app: web.Application, context: ApiContext, *,
             queue: ColonyQueue | None = None) -> ColonyService:
     """Add the routes and the service (started and stopped with the app) to ``app``.
 
-    Pass the ``queue`` the head's own :class:`~cryoflow.pyapi.routing.RoutingExecutor`
+    Pass the ``queue`` the head's own :class:`~cryoflow.workers.routing.RoutingExecutor`
     uses, so its ``executortype`` jobs are served too.
     """
     service = ColonyService(context.head.store.path.parent / "workflows",
@@ -44,6 +46,15 @@ def install(app: web.Application, context: ApiContext, *,
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     return service
+
+
+def route_table(queue: ColonyQueue | None = None) -> RouteTable:
+    """The routes and their service as a route table for the API's app factory."""
+
+    def add(app: web.Application, context: ApiContext) -> None:
+        install(app, context, queue=queue)
+
+    return add
 
 
 def _service(request: web.Request) -> ColonyService:

@@ -14,13 +14,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryoflow.colony.dynamic import grow_head
+from cryoflow.daemon.root import build_executor, close_head, open_head, routed_executor
+from cryoflow.daemon.settings import RunSettings
 from cryoflow.graph.funcspec import funcspec_graph
-from cryoflow.graph.model import ENTRY, Node, WorkerClass
-from cryoflow.head import Head
+from cryoflow.graph.model import ENTRY, Node
 from cryoflow.pyapi.records import node_status
-from cryoflow.pyapi.routing import RoutingExecutor
-from cryoflow.store import Store
 from cryoflow.workers.base import Executor
 
 if TYPE_CHECKING:
@@ -35,23 +33,19 @@ async def start_workflow(spec: Any, state_dir: Path, queue: ColonyQueue,
                          local: Callable[[], Executor] | None) -> WorkflowRun:
     """Check ``spec``, open its state folder, start its head and its one pebble."""
     from cryoflow.colony.queue import WorkflowRun
-    from cryoflow.workers.inline import InlineExecutor
 
     name = spec.get("name") if isinstance(spec, Mapping) else None
     graph = funcspec_graph(spec, source="the submitted workflow", name=name or "workflow")
     workflow_id = secrets.token_hex(16)
-    store = Store.open(state_dir / workflow_id, workflow=graph.name)
+    inner = local() if local else build_executor(RunSettings(executor="inline", workers=2))
+    head = open_head(graph, state_dir / workflow_id, routed_executor(inner, external=queue))
     try:
-        inner = local() if local else InlineExecutor(slots={WorkerClass.NORMAL: 2,
-                                                            WorkerClass.ADMIN: 1})
-        executor = RoutingExecutor(inner, external=queue, on_grow=grow_head)
-        head = Head(graph, store=store, executor=executor)
         await head.start()
         pebble_id = await head.offer(ENTRY, {})
     except BaseException:
-        store.close()
+        head.store.close()
         raise
-    return WorkflowRun(workflow_id, head, store, pebble_id, submitted=time.time())
+    return WorkflowRun(workflow_id, head, head.store, pebble_id, submitted=time.time())
 
 
 async def finish_workflow(run: WorkflowRun, queue: ColonyQueue) -> dict[str, Any]:
@@ -59,8 +53,7 @@ async def finish_workflow(run: WorkflowRun, queue: ColonyQueue) -> dict[str, Any
     try:
         view = workflow_view(run, queue)
     finally:
-        await run.head.stop()
-        run.store.close()
+        await close_head(run.head)
     return view
 
 

@@ -13,6 +13,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from cryoflow.api.auth import Tokens
+from cryoflow.api.server import build_app, build_context, check_bind
+from cryoflow.colony.queue import ColonyQueue
+from cryoflow.colony.routes import route_table
+from cryoflow.daemon.root import build_executor, routed_executor, running_head
+from cryoflow.daemon.settings import RunSettings
 from cryoflow.graph.flowgraph import nodes_graph
 from cryoflow.graph.model import Node
 
@@ -70,40 +78,21 @@ class ColonyServer:
             self._ready.set()
 
     async def _serve(self) -> None:
-        from aiohttp import web
-
-        from cryoflow.api.auth import Tokens
-        from cryoflow.api.server import build_app, build_context, check_bind
-        from cryoflow.colony.queue import ColonyQueue
-        from cryoflow.colony.routes import install
-        from cryoflow.head import Head
-        from cryoflow.pyapi.routing import RoutingExecutor
-        from cryoflow.store import Store
-        from cryoflow.workers.inline import InlineExecutor
-
         tokens = Tokens(read=self.tokens[0], admin=self.tokens[1])
         check_bind(self.host, tokens)
-        graph = intake_graph()
-        store = Store.open(self.state_dir, workflow=graph.name)
         queue = ColonyQueue()
-        head = Head(graph, store=store, executor=RoutingExecutor(InlineExecutor(),
-                                                                 external=queue))
-        runner: Any = None
-        try:
-            await head.start()
+        executor = routed_executor(build_executor(RunSettings(executor="inline")),
+                                   external=queue)
+        async with running_head(intake_graph(), self.state_dir, executor) as head:
             context = build_context(head, tokens)
-            app = build_app(context)
-            install(app, context, queue=queue)
-            runner = web.AppRunner(app, access_log=None)
+            runner = web.AppRunner(build_app(context, [route_table(queue)]), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, self.host, self.port).start()
-            host, port = runner.addresses[0][:2]
-            self.url = f"http://{host}:{port}/"
-            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            if runner is not None:
+            try:
+                await web.TCPSite(runner, self.host, self.port).start()
+                host, port = runner.addresses[0][:2]
+                self.url = f"http://{host}:{port}/"
+                self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+                self._ready.set()
+                await self._stop.wait()
+            finally:
                 await runner.cleanup()
-            await head.stop()
-            store.close()

@@ -28,6 +28,7 @@ view, ``ccstatus --state`` and reports work on it as on any run. ``shared_direct
 
 from __future__ import annotations
 
+import functools
 import secrets
 import string
 import time
@@ -35,6 +36,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cryoflow.daemon.root import build_executor
+from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import ConfigError
 from cryoflow.graph.flowgraph import nodes_graph
 from cryoflow.graph.model import Graph, Node
@@ -184,9 +187,7 @@ class Operation:
             return None
         if self.containers is not None:
             return self.containers
-        from cryoflow.workers import registry
-
-        return registry.load(self.container_executor)
+        return functools.partial(build_executor, RunSettings(executor=self.container_executor))
 
 
 def _tasks(tasks: Task | Sequence[Task]) -> list[Task]:

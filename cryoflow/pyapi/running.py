@@ -22,17 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryoflow.colony.dynamic import grow_head, job_node
+from cryoflow.api.server import RouteTable, start_api
+from cryoflow.daemon.root import build_executor, open_head, routed_executor
+from cryoflow.daemon.settings import RunSettings
 from cryoflow.engine.records import NodeChanged, PebbleDone
-from cryoflow.graph.model import ENTRY, Graph, Outcome, WorkerClass, empty_map
+from cryoflow.graph.grow import job_node
+from cryoflow.graph.model import ENTRY, Graph, Outcome, empty_map
 from cryoflow.head import Head
 from cryoflow.pyapi.catalog import FlowCatalog
 from cryoflow.pyapi.records import NodeStatus, RunRecord, record_of
-from cryoflow.pyapi.routing import ExternalQueue, RoutingExecutor
-from cryoflow.store import Store
 from cryoflow.store.guard import DB_NAME
 from cryoflow.store.reader import StoreReader
 from cryoflow.workers.base import Executor
+from cryoflow.workers.routing import ExternalQueue, RoutingExecutor
 
 log = logging.getLogger("cryoflow.pyapi")
 
@@ -59,17 +61,16 @@ class RunSpec:
     """Builds the executor for nodes with ``docker`` or ``image`` (Docker, Kubernetes)."""
     external: ExternalQueue | None = None
     """Where tasks for external executors (nodes with an ``executortype``) wait."""
+    routes: Sequence[RouteTable] = ()
+    """Route tables of layers above, served beside the web API when ``serve``."""
 
 
-def make_executor(inline: bool, workers: int | None) -> Executor:
+def run_settings(inline: bool, workers: int | None) -> RunSettings:
     """Threads of this process (``inline``) or a pool of worker processes."""
     if inline:
-        from cryoflow.workers.inline import InlineExecutor
-
-        return InlineExecutor(slots={WorkerClass.NORMAL: workers or 4, WorkerClass.ADMIN: 1})
-    from cryoflow.workers.local import LocalExecutor
-
-    return LocalExecutor(workers=workers or min(4, os.cpu_count() or 1), admin_workers=0)
+        return RunSettings(executor="inline", workers=workers)
+    return RunSettings(executor="local", workers=workers or min(4, os.cpu_count() or 1),
+                       admin_workers=0, gpus=0, prefetch=0)
 
 
 class FlowRun:
@@ -150,10 +151,15 @@ class FlowRun:
 
     async def _main(self) -> None:
         spec = self.spec
-        store = Store.open(spec.state_dir, workflow=spec.graph.name)
         tracker = ActiveTracker(FlowCatalog(spec.state_dir)) if spec.track else None
         try:
-            head = self._head = Head(spec.graph, store=store, executor=self._executor(tracker))
+            head = self._head = open_head(spec.graph, spec.state_dir, self._executor(tracker))
+            store = head.store
+        except BaseException:
+            if tracker is not None:
+                tracker.catalog.close()
+            raise
+        try:
             if tracker is not None:
                 tracker.head = head
                 head.listeners.append(tracker)
@@ -166,10 +172,10 @@ class FlowRun:
 
     def _executor(self, tracker: ActiveTracker | None) -> RoutingExecutor:
         spec = self.spec
-        inner = spec.executor() if spec.executor else make_executor(spec.inline, spec.workers)
+        inner = (spec.executor() if spec.executor
+                 else build_executor(run_settings(spec.inline, spec.workers)))
         containers = spec.containers() if spec.containers else None
-        return RoutingExecutor(inner, containers=containers, external=spec.external,
-                               on_grow=grow_head,
+        return routed_executor(inner, containers=containers, external=spec.external,
                                on_started=tracker.started if tracker is not None else None)
 
     async def _run(self, head: Head) -> None:
@@ -178,9 +184,7 @@ class FlowRun:
         server = None
         try:
             if self.spec.serve:
-                from cryoflow.api.server import start_api
-
-                server = await start_api(head)
+                server = await start_api(head, extra_routes=self.spec.routes)
                 self.api_url = server.url
             self.run_id = await head.offer(ENTRY, dict(self.spec.item))
             self._started.set()

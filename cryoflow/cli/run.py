@@ -11,22 +11,25 @@ import contextlib
 import logging
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
 
+from cryoflow.api.server import RouteTable, start_api
 from cryoflow.cli.display import show_progress
 from cryoflow.cli.report import write_report
 from cryoflow.cli.summary import Pointers, print_summary
 from cryoflow.cli.tally import RunTally
+from cryoflow.colony.queue import ColonyQueue
+from cryoflow.colony.routes import route_table
 from cryoflow.daemon.inputs import InputRunner
+from cryoflow.daemon.root import build_executor, has_external_nodes, open_head, routed_executor
 from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import CryoflowError
 from cryoflow.failpoints import Failpoints
@@ -46,51 +49,17 @@ def default_state_dir(graph: Graph) -> Path:
     return Path(".cryoflow") / slug
 
 
-def detect_gpus() -> int:
-    """GPUs this machine has: from CUDA_VISIBLE_DEVICES, else ``nvidia-smi -L``."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    tool = shutil.which("nvidia-smi")
-    if tool is None:
-        return 0
-    try:
-        listing = subprocess.run([tool, "-L"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
-
-
-def build_executor(settings: RunSettings) -> Executor:
-    """The executor named by ``--executor`` (local processes by default)."""
-    if settings.executor == "local" and not settings.kubernetes:
-        from cryoflow.workers.local import LocalExecutor
-
-        gpus = settings.gpus if settings.gpus is not None else detect_gpus()
-        return LocalExecutor(
-            workers=settings.workers, admin_workers=settings.admin_workers, gpus=gpus,
-            max_jobs_per_worker=settings.max_jobs_per_worker,
-            max_worker_memory_mb=settings.max_worker_memory_mb,
-            kill_grace_s=settings.kill_grace_s, prefetch=settings.prefetch,
-        )
-    from cryoflow.workers.registry import make_executor
-
-    return make_executor(settings)
-
-
-def _routed(executor: Executor, graph: Graph, settings: RunSettings) -> Executor:
-    """Send ``docker`` nodes to containers (``image`` nodes are for ``--kubernetes``),
-    hold ``executortype`` jobs for external executors, and let jobs grow the graph."""
-    from cryoflow.colony.dynamic import grow_head
-    from cryoflow.colony.queue import ColonyQueue
-    from cryoflow.pyapi.routing import RoutingExecutor
-    from cryoflow.workers.registry import make_docker_executor
-
+def daemon_executor(graph: Graph, settings: RunSettings, queue: ColonyQueue) -> Executor:
+    """The executor of ``--executor`` behind a router: ``docker`` nodes go to containers
+    (``image`` nodes are for ``--kubernetes``), ``executortype`` jobs wait in ``queue``
+    for external executors (only when the graph has such nodes), and jobs may grow the
+    graph."""
     containers = None
     if any(n.docker for n in graph) and settings.executor == "local" and not settings.kubernetes:
-        containers = make_docker_executor(settings)
-    return RoutingExecutor(executor, containers=containers, external=ColonyQueue(),
-                           on_grow=grow_head, route_images=False)
+        containers = build_executor(replace(settings, executor="docker"))
+    external = queue if has_external_nodes(graph) else None
+    return routed_executor(build_executor(settings), containers=containers, external=external,
+                           route_images=False)
 
 
 def run_workflow(graph: Graph, options: Mapping[str, Any], settings: RunSettings) -> int:
@@ -106,28 +75,28 @@ def run_workflow(graph: Graph, options: Mapping[str, Any], settings: RunSettings
 async def _run(graph: Graph, options: dict[str, Any], settings: RunSettings) -> int:
     state_dir = settings.state_dir or default_state_dir(graph)
     held = _what_fresh_discards(state_dir) if settings.fresh else None
-    store = Store.open(state_dir, workflow=graph.name, fresh=settings.fresh)
+    queue = ColonyQueue()
+    executor = daemon_executor(graph, settings, queue)
+    problems = missing_classes(graph, executor.capacity())
+    if problems:
+        raise CryoflowError("; ".join(problems))
+    head = open_head(graph, state_dir, executor, fresh=settings.fresh, options=options,
+                     config=settings.config, module_paths=tuple(map(str, settings.module_paths)),
+                     poison_limit=settings.poison_limit,
+                     failpoints=Failpoints.from_env(os.environ), use_cache=not settings.nocache)
     if held is not None:  # said only once the folder is ours: a running head refuses
         print(f"ccworkflow: --fresh: set aside {state_dir}/state.db ({held}); "
               "it is kept as a .bak file", file=sys.stderr)
     try:
-        return await _run_with_store(graph, options, settings, store)
+        return await _run_head(head, options, settings, route_table(queue))
     finally:
-        store.close()
+        head.store.close()
 
 
-async def _run_with_store(
-    graph: Graph, options: dict[str, Any], settings: RunSettings, store: Store
-) -> int:
-    executor = _routed(build_executor(settings), graph, settings)
-    problems = missing_classes(graph, executor.capacity())
-    if problems:
-        raise CryoflowError("; ".join(problems))
-    head = Head(graph, store=store, executor=executor, options=options,
-                config=settings.config, module_paths=tuple(map(str, settings.module_paths)),
-                poison_limit=settings.poison_limit,
-                failpoints=Failpoints.from_env(os.environ), use_cache=not settings.nocache)
-    run = _Run(head, InputRunner(head, graph, options, settings.config), settings)
+async def _run_head(head: Head, options: dict[str, Any], settings: RunSettings,
+                    routes: RouteTable) -> int:
+    graph, store = head.graph, head.store
+    run = _Run(head, InputRunner(head, graph, options, settings.config), settings, routes)
     tally = RunTally()
     head.listeners.append(tally)
     live = settings.live if settings.live is not None else sys.stdout.isatty()
@@ -164,10 +133,12 @@ def _live_console() -> Console:
 class _Run:
     """One run of the head: inputs, the wait, signals and shutdown."""
 
-    def __init__(self, head: Head, inputs: InputRunner, settings: RunSettings) -> None:
+    def __init__(self, head: Head, inputs: InputRunner, settings: RunSettings,
+                 routes: RouteTable) -> None:
         self.head = head
         self.inputs = inputs
         self.settings = settings
+        self.routes = routes
         self.signal: int | None = None
         self._stop = asyncio.Event()
         self.on_done: Callable[[str | None], Awaitable[None]] | None = None
@@ -176,7 +147,7 @@ class _Run:
     async def execute(self) -> None:
         loop = asyncio.get_running_loop()
         await self.head.start()
-        api = await _start_http(self.head, self.settings)
+        api = await _start_http(self.head, self.settings, self.routes)
         self._install_signals(loop)
         try:
             self.inputs.start(loop)
@@ -245,17 +216,15 @@ class _Run:
         return EXIT_FAILED if self.head.counts.failed else EXIT_OK
 
 
-async def _start_http(head: Head, settings: RunSettings) -> Any:
-    """Start the API and web view unless ``--no-http``; print where it listens."""
+async def _start_http(head: Head, settings: RunSettings, routes: RouteTable) -> Any:
+    """Start the API and web view (with the ColonyOS routes) unless ``--no-http``."""
     if not settings.http:
         return None
-    from cryoflow.api.server import start_api
-
     host, _, port = settings.http.rpartition(":")
     token = settings.http_token or os.environ.get("CRYOFLOW_API_TOKEN")
     admin = settings.admin_token or os.environ.get("CRYOFLOW_ADMIN_TOKEN") or token
     server = await start_api(head, host=host or "127.0.0.1", port=int(port or 0), token=token,
-                             admin_token=admin)
+                             admin_token=admin, extra_routes=[routes])
     print(f"ccworkflow: web view and API at {server.url}", file=sys.stderr, flush=True)
     return server
 

@@ -7,9 +7,10 @@ them over the REST API; and, when a ``containers`` executor is given, tasks of n
 with a ``docker`` or ``image`` go to it. It also watches what the executors report:
 
 - ``job_started`` is passed to ``on_started`` (the active records of a flow);
-- a status value under :data:`ADD_CHILD_KEY` (set by :func:`cryoflow.colony.dynamic.add_child`
-  from inside a job) grows the running graph through ``on_grow``; a refused request
-  fails the job that made it, with the reason.
+- a status value under :data:`ADD_CHILD_KEY` (set from inside a job by
+  :meth:`~cryoflow.workers.handle.WorkerHandle.add_child` or
+  :func:`cryoflow.colony.dynamic.add_child`) grows the running graph through
+  ``on_grow``; a refused request fails the job that made it, with the reason.
 
 The head counts one free slot per external task it hands over, though no local slot is
 taken; the status value ``NODE.executor = "waiting"`` published for such a task makes
