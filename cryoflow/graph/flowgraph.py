@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryoflow.errors import GraphError, GraphValidationError
+from cryoflow.graph.callables import import_path, import_ref
 from cryoflow.graph.flow import FlowPlan, parse_flow
 from cryoflow.graph.model import (
     ENTRY,
@@ -31,7 +32,6 @@ from cryoflow.graph.modules import builtin_modules_dir
 from cryoflow.graph.nodes import Problems, name_problem
 from cryoflow.graph.schema import suggest
 from cryoflow.graph.validate import GraphFacts, validate
-from cryoflow.pyapi.calls import import_path, import_ref
 
 PYTHON_MODULE = "python"
 """The placeholder module of nodes that call a Python function."""
