@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the tests need and run every check: ruff, mypy, the test suite.
+# Set up everything the tests need and run every check: ruff, mypy, the import contracts
+# (.importlinter), the test suite.
 #   - system packages (as root, only what is missing): chromium for the web-view tests,
 #     openssh-server for the ssh staging tests, docker.io + debootstrap for the executor tests;
 #   - a virtual environment in .venv with cryoflow and its test extra;
@@ -30,4 +31,5 @@ fi
 
 .venv/bin/ruff check cryoflow tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports
 .venv/bin/python -m pytest -q "$@"
