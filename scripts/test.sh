@@ -15,6 +15,11 @@ if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
     apt-get update -q
     apt-get install -y -q --no-install-recommends chromium
 fi
+# redis-server: the real events queue of the operations' exit notices (started by a fixture)
+if [ "$(id -u)" = 0 ] && ! command -v redis-server >/dev/null; then
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends redis-server
+fi
 bash .ci/services.sh
 
 python3 -m venv .venv

@@ -28,10 +28,10 @@ from cryoflow.colony.routes import install
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.head import Head
 from cryoflow.pyapi.records import RunStatus
-from cryoflow.workers.routing import RoutingExecutor
 from cryoflow.store import Store
 from cryoflow.workers.base import JobResult, Task
 from cryoflow.workers.inline import InlineExecutor
+from cryoflow.workers.routing import RoutingExecutor
 
 TYPE = "wf-executor"
 
@@ -504,3 +504,53 @@ def test_external_jobs_never_wait_behind_local_ones_and_local_overflow_is_held()
     inner.sink.job_finished("1/a#1", JobResult(Outcome.SUCCESS))
     assert inner.running == ["1/c#1"]
     assert ("job_finished", ("1/a#1", JobResult(Outcome.SUCCESS))) in sink.events
+
+
+def test_a_process_of_an_unserved_type_says_so_in_the_api_status_and_log_then_times_out(
+        tmp_path: Path) -> None:
+    async def test(c: Colony) -> None:
+        lonely = {"nodename": "orphan", "funcname": "f", "maxwaittime": 3,
+                  "conditions": {"executortype": "nobody"}}
+        workflow_id = await c.submit([lonely])
+        head = c.service.runs[workflow_id].head
+        why = "no executor of type 'nobody' is registered"
+
+        async def says_so() -> bool:
+            [process] = (await c.workflow(workflow_id))["processes"]
+            return bool(process["state"] == "waiting" and process["waitingfor"] == why)
+
+        async def shown() -> bool:  # what the web view and ccstatus read
+            logged = any(why in row["message"] and row["level"] == "WARNING"
+                         for row in head.store.logs(node="orphan"))
+            status = head.store.status_values("orphan") or {"orphan": {}}
+            return logged and status["orphan"].get("waitingfor") == why
+
+        await until(says_so)
+        await until(shown)
+        ended = await c.ended(workflow_id)
+        assert ended["state"] == "failed"
+        assert ended["processes"][0]["errors"] == [f"not assigned within maxwaittime 3s: {why}"]
+
+    run(test, tmp_path)
+
+
+def test_a_process_waiting_for_a_function_no_executor_offers_names_the_function(
+        tmp_path: Path) -> None:
+    async def test(c: Colony) -> None:
+        await c.register(functions=["gen"])
+        workflow_id = await c.submit([spec("odd", "mul")])
+
+        async def says_so() -> bool:
+            [process] = (await c.workflow(workflow_id))["processes"]
+            return bool(process["waitingfor"])
+
+        await until(says_so)
+        [process] = (await c.workflow(workflow_id))["processes"]
+        assert process["waitingfor"] == f"no executor of type {TYPE!r} offers function 'mul'"
+        executor = await c.register("e2")
+        taken = await c.assign(executor)
+        assert taken["nodename"] == "odd" and taken["waitingfor"] is None
+        await c.close(executor, taken, [1])
+        assert (await c.ended(workflow_id))["state"] == "successful"
+
+    run(test, tmp_path)

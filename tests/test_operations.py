@@ -142,9 +142,9 @@ def test_a_custom_task_on_kubernetes_carries_the_image_and_the_pod_context() -> 
     assert node.extra["kubernetes"]["labels"] == {"a": "b"}
 
 
-def test_a_custom_task_without_a_command_says_the_docker_executor_cannot_run_it() -> None:
-    with pytest.raises(ConfigError, match=r"give command=.*cryoflow/workers/docker.py"):
-        CustomTask("t", "img").node("t", (), Context())
+def test_a_custom_task_without_a_command_on_kubernetes_asks_for_one() -> None:
+    with pytest.raises(ConfigError, match=r"give command=.*which the kubernetes executor"):
+        CustomTask("t", "img").node("t", (), Context(container_executor="kubernetes"))
 
 
 def test_async_execute_returns_at_once_with_a_run_name_and_a_status_url(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ WORKFLOW_KEYS = ("workflowid", "name", "state", "submissiontime", "starttime", "
                  "statedir")
 PROCESS_KEYS = ("nodename", "state", "waitingforparents", "processid", "funcname",
                 "executortype", "dependencies", "priority", "args", "kwargs",
-                "assignedexecutor", "output", "errors")
+                "assignedexecutor", "waitingfor", "output", "errors")
 
 
 class RequestError(CryoflowError):

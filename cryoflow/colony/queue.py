@@ -1,7 +1,7 @@
 """ColonyOS-style external executors and function-spec workflows beside the head.
 
 :class:`ColonyQueue` holds the jobs of nodes with an ``executortype`` (handed over by
-:class:`~cryoflow.pyapi.routing.RoutingExecutor`) until an executor of that type takes
+:class:`~cryoflow.workers.routing.RoutingExecutor`) until an executor of that type takes
 one over the REST API, in any language:
 
 - an executor registers its ``type`` (and optionally the ``functions`` it knows) and
@@ -13,7 +13,12 @@ one over the REST API, in any language:
   the executor it was assigned to may do so;
 - a process not closed within its ``maxexectime`` ends ``timeout`` and is tried again
   up to ``maxretries`` (the engine retries it); an executor silent for
-  ``executor_timeout_s`` loses its processes back to the queue.
+  ``executor_timeout_s`` loses its processes back to the queue;
+- a waiting process that no registered executor can take says so (``waitingfor`` in
+  its view, and the job status ``waitingfor`` in the web view); one not assigned within
+  its ``maxwaittime`` (> 0) ends ``timeout`` with the reason;
+- executors add attributes (:mod:`cryoflow.colony.attributes`) that every process of
+  the same workflow sees.
 
 :class:`ColonyService` runs submitted function-spec workflows (``POST
 /api/v1/workflows``): each gets a head of its own on this loop, with its own state
@@ -35,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryoflow.colony.attributes import AttributeProblem, AttributeStore
 from cryoflow.errors import CryoflowError
 from cryoflow.graph.model import Outcome
 from cryoflow.pyapi.calls import concatenate
@@ -79,6 +85,21 @@ class Process:
     deadline: float | None = None
     output: Any = None
     errors: list[str] = field(default_factory=list)
+    since: float = 0.0
+    """When the process started to wait for an executor."""
+    note: str | None = None
+    """Why a waiting process is not taken (no executor serves its type), else None."""
+    shared: AttributeStore | None = None
+
+    @property
+    def group(self) -> tuple[int, int]:
+        """Which workflow the process belongs to (its head, and its pebble there)."""
+        return id(self.sink), self.task.pebble_id
+
+    @property
+    def maxwaittime(self) -> float | None:
+        value = self.task.extra.get("maxwaittime")
+        return float(value) if isinstance(value, int | float) and value > 0 else None
 
     @property
     def funcname(self) -> str:
@@ -102,6 +123,8 @@ class Process:
             "state": self.state, "jobid": self.task.id,
             "assignedexecutor": self.executor.name if self.executor else None,
             "output": self.output, "errors": list(self.errors),
+            "waitingfor": self.note, "maxwaittime": self.maxwaittime,
+            "attributes": self.shared.of_group(self.group) if self.shared else [],
         }
 
 
@@ -124,6 +147,7 @@ class ColonyQueue:
         self._seen: dict[str, float] = {}
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
+        self.attributes = AttributeStore()
 
     # ------------------------------------------------------------------ executors
 
@@ -132,6 +156,7 @@ class ColonyQueue:
         info = ExecutorInfo(secrets.token_hex(16), name, type_, tuple(functions))
         self.executors[info.id] = info
         self._seen[info.id] = self.clock()
+        self._update_notes()
         return info
 
     def executor(self, executor_id: str) -> ExecutorInfo:
@@ -164,10 +189,12 @@ class ColonyQueue:
 
     def put(self, task: Task, sink: JobSink, priority: int) -> None:
         """Hold ``task`` for an executor of its type (called by the routing executor)."""
-        process = Process(secrets.token_hex(16), task, sink, priority, next(self._seq))
+        process = Process(secrets.token_hex(16), task, sink, priority, next(self._seq),
+                          since=self.clock(), shared=self.attributes)
         self.processes[process.id] = process
         self._by_job[task.id] = process.id
         self._offer(process)
+        self._update_notes()
 
     def cancel(self, job_id: str) -> bool:
         """The head cancelled the job: it ends ``cancel``; a later close is refused."""
@@ -209,6 +236,21 @@ class ColonyQueue:
         if reason is not None:
             raise ColonyError(409 if "cycle" in reason or "already" in reason else 400, reason)
 
+    def add_attribute(self, process_id: str, executor_id: str, key: Any,
+                      value: Any) -> dict[str, Any]:
+        """The executor of a running process shares ``key = value`` with its workflow."""
+        process = self._owned(process_id, executor_id)
+        try:
+            return self.attributes.add(process.group, process.id, key, value).view()
+        except AttributeProblem as exc:
+            raise ColonyError(400, str(exc)) from None
+
+    def attribute(self, attribute_id: str) -> dict[str, Any]:
+        try:
+            return self.attributes.get(attribute_id).view()
+        except AttributeProblem as exc:
+            raise ColonyError(404, str(exc)) from None
+
     def process(self, process_id: str) -> Process:
         found = self.processes.get(process_id)
         if found is None:
@@ -223,7 +265,7 @@ class ColonyQueue:
     # ------------------------------------------------------------------ time
 
     def sweep(self, now: float) -> None:
-        """Apply ``maxexectime`` deadlines and forget executors silent for too long."""
+        """Apply ``maxexectime``/``maxwaittime`` and forget executors silent for too long."""
         waiting = {w.executor.id for w in self._waiters}
         for executor_id in waiting:
             self._seen[executor_id] = now
@@ -234,9 +276,34 @@ class ColonyQueue:
                 error = f"not closed within maxexectime {process.task.timeout_s:g}s by {who}"
                 self._end(process, "failed", JobResult(Outcome.TIMEOUT, error=error),
                           errors=[error])
+            elif process.state == "waiting" and process.maxwaittime is not None \
+                    and now - process.since >= process.maxwaittime:
+                error = (f"not assigned within maxwaittime {process.maxwaittime:g}s: "
+                         f"{process.note or 'every executor of its type was busy'}")
+                self._end(process, "failed", JobResult(Outcome.TIMEOUT, error=error),
+                          errors=[error])
         for executor_id, seen in list(self._seen.items()):
             if now - seen > self.executor_timeout_s and executor_id not in waiting:
                 self._forget(executor_id)
+        self._update_notes()
+
+    def _update_notes(self) -> None:
+        """Say, for each waiting process, whether any registered executor can take it."""
+        for process in self.processes.values():
+            if process.state != "waiting" and process.note is None:
+                continue
+            note = None
+            if process.state == "waiting" and not any(
+                    _fits(info, process) for info in self.executors.values()):
+                note = _unserved(process, self.executors.values())
+            if note != process.note:
+                process.note = note
+                process.sink.job_status(process.task.id, "waitingfor", note)
+                if note is not None:
+                    wait = process.maxwaittime
+                    until = f"up to maxwaittime {wait:g}s" if wait else "until one registers"
+                    process.sink.job_log(process.task.id, "WARNING",
+                                         f"process {process.id} waits: {note} ({until})")
 
     def _forget(self, executor_id: str) -> None:
         info = self.executors.pop(executor_id, None)
@@ -247,6 +314,7 @@ class ColonyQueue:
                 log.warning("executor %s went silent; process %s goes back to the queue",
                             info.name if info else executor_id, process.id)
                 process.state, process.executor, process.deadline = "waiting", None, None
+                process.since = self.clock()
                 self._offer(process)
 
     # ------------------------------------------------------------------ internals
@@ -269,6 +337,9 @@ class ColonyQueue:
     def _start(self, process: Process, info: ExecutorInfo) -> None:
         now = self.clock()
         process.state, process.executor = "running", info
+        if process.note is not None:
+            process.note = None
+            process.sink.job_status(process.task.id, "waitingfor", None)
         timeout = process.task.timeout_s
         process.deadline = now + timeout if timeout else None
         process.sink.job_started(process.task.id, info.name, "external")
@@ -293,6 +364,14 @@ class ColonyQueue:
 def _fits(info: ExecutorInfo, process: Process) -> bool:
     return info.type == process.executortype and (
         not info.functions or process.funcname in info.functions)
+
+
+def _unserved(process: Process, executors: Any) -> str:
+    same_type = [info for info in executors if info.type == process.executortype]
+    if not same_type:
+        return f"no executor of type {process.executortype!r} is registered"
+    return (f"no executor of type {process.executortype!r} offers function "
+            f"{process.funcname!r}")
 
 
 # ----------------------------------------------------------------------------- workflows

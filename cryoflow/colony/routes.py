@@ -18,6 +18,7 @@ from cryoflow.api import views
 from cryoflow.api.context import ApiContext
 from cryoflow.api.params import bad_request, json_body
 from cryoflow.api.server import RouteTable
+from cryoflow.colony import routes_attributes as attributes
 from cryoflow.colony.queue import ColonyError, ColonyQueue, ColonyService
 from cryoflow.errors import GraphValidationError
 
@@ -36,6 +37,7 @@ def install(app: web.Application, context: ApiContext, *,
                             queue or ColonyQueue())
     app[COLONY] = service
     app.add_routes(routes)
+    attributes.install(app, service.queue)
 
     async def start(_app: web.Application) -> None:
         await service.start()

@@ -85,6 +85,8 @@ def _process(node: Node, pebble: Mapping[str, Any], running: bool,
         status = "waiting" if pebble["state"] == "active" else "failed"
     else:
         status = STATES[node_status(state, running).value]
+    if status == "running" and process is not None and process.state == "waiting":
+        status = "waiting"  # handed over, but no executor has taken it yet
     output = state.get("output") if state else None
     extra = node.extra
     return {
@@ -97,4 +99,7 @@ def _process(node: Node, pebble: Mapping[str, Any], running: bool,
         "output": output.get("result") if isinstance(output, Mapping) else output,
         "errors": [state["error"]] if state and state.get("error") else [],
         "assignedexecutor": process.executor.name if process and process.executor else None,
+        "waitingfor": process.note if process else None,
+        "maxwaittime": extra.get("maxwaittime"),
+        "attributes": process.view()["attributes"] if process else [],
     }

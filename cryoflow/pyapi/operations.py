@@ -41,7 +41,7 @@ from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import ConfigError
 from cryoflow.graph.flowgraph import nodes_graph
 from cryoflow.graph.model import Graph, Node
-from cryoflow.pyapi import opsupport
+from cryoflow.pyapi import images, opsupport
 from cryoflow.pyapi.calls import forget_inline
 from cryoflow.pyapi.opsupport import DEFAULT_TTL, PodExecutionContext, SharedDir
 from cryoflow.pyapi.records import RunFailed, RunRecord, RunStatus
@@ -104,6 +104,7 @@ class Operation:
         workers: int | None = None,
         container_executor: str = "docker",
         containers: Callable[[], Executor] | None = None,
+        applications: str | Path | Sequence[str | Path] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("an operation needs a name (the prefix of its runs' names)")
@@ -120,6 +121,7 @@ class Operation:
         self.workers = workers
         self.container_executor = container_executor
         self.containers = containers
+        self.applications = images.application_roots(applications)
 
     def stages(self) -> list[list[Task]]:
         """The tasks in stages: every task of a stage waits for all of the stage before."""
@@ -154,6 +156,7 @@ class Operation:
         """Check everything, then start one run on a background thread."""
         opsupport.prune_expired(self.root)
         context = self.context()
+        context.default_commands = self._images()
         name = self.run_name()
         graph = self.graph(name, context)
         opsupport.prepare(self.shared)
@@ -165,6 +168,14 @@ class Operation:
     def execute(self, timeout_s: float | None = None) -> Any:
         """Start a run and return it at once (see the synchronous operations for more)."""
         return self.start(serve=True)
+
+    def _images(self) -> dict[str, list[str]]:
+        """Build the application images the tasks use; read the default commands."""
+        if self.container_executor != "docker":
+            return {}
+        wanted = {(t.image, t.command is None) for stage in self.stages() for t in stage
+                  if isinstance(t, CustomTask)}
+        return images.prepare_images(sorted(wanted), self.applications) if wanted else {}
 
     def _ended(self, record: RunRecord) -> None:
         opsupport.write_run_file(Path(record.state_dir), {
@@ -288,10 +299,19 @@ class DistributedSyncOperationWithResults(DistributedSyncOperation):
         return files
 
 
+# The direct operations build on the ones above.
+from cryoflow.pyapi.direct import (  # noqa: E402
+    DataQueryOperation,
+    DirectOperation,
+    ResourceQueryOperation,
+)
+
 __all__ = [
     "BashTask",
     "CommandBasedTask",
     "CustomTask",
+    "DataQueryOperation",
+    "DirectOperation",
     "DistributedSyncOperation",
     "DistributedSyncOperationWithResults",
     "OperationRun",
@@ -299,6 +319,7 @@ __all__ = [
     "PipelineOperation",
     "PodExecutionContext",
     "PythonTask",
+    "ResourceQueryOperation",
     "SharedDir",
     "SimpleDagOperation",
     "SingleTaskOperation",

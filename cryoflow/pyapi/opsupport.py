@@ -8,9 +8,10 @@
 - :func:`expired` and :func:`prune_expired` apply ``ttl_strategy``: a finished run's
   state folder is removed ``secondsAfterSuccess``/``secondsAfterFailure`` (or
   ``secondsAfterCompletion``, whichever comes first) after it ended.
-- :func:`notify` sends ``{status, payload, workflow}`` to a webhook (``url``) or
-  appends it to a queue topic (``queue``: one JSON line per message in
-  ``ROOT/queues/TOPIC.jsonl``).
+- :func:`notify` sends ``{status, payload, workflow}`` to a webhook (``url``: an HTTP
+  POST of the JSON) or to a topic of the events queue (``queue``; on the ``broker``,
+  a Redis server or, by default, one JSON line per message in
+  ``ROOT/queues/TOPIC.jsonl``: see :mod:`cryoflow.pyapi.events`).
 - :class:`PodExecutionContext` becomes the Kubernetes executor's pod affinity and
   labels (:func:`pod_settings`), so pods of the same context share a machine.
 """
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cryoflow.errors import ConfigError
+from cryoflow.pyapi import events
 
 log = logging.getLogger("cryoflow.pyapi.operations")
 
@@ -163,10 +165,13 @@ def check_notify(notify: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if notify is None:
         return None
     targets = [k for k in ("url", "queue") if notify.get(k)]
-    unknown = sorted(set(notify) - {"url", "queue", "payload"})
+    unknown = sorted(set(notify) - {"url", "queue", "payload", "broker"})
     if len(targets) != 1 or unknown:
         raise ConfigError("on_exit_notify: give either 'url' (a webhook) or 'queue' (a topic), "
-                          "and optionally 'payload'")
+                          "and optionally 'payload' (and 'broker' for a queue)")
+    if notify.get("queue"):
+        events.check_topic(str(notify["queue"]))
+        events.broker_of(notify)
     return dict(notify)
 
 
@@ -175,21 +180,19 @@ def notify(target: Mapping[str, Any], message: Mapping[str, Any], root: Path) ->
     if target.get("url"):
         _post(str(target["url"]), message)
         return
-    topic = str(target["queue"])
-    if not _VOLUME_NAME.fullmatch(topic):
-        raise ConfigError(f"on_exit_notify: queue {topic!r} must be letters, digits, '_.-'")
-    queue = Path(root) / "queues" / f"{topic}.jsonl"
-    queue.parent.mkdir(parents=True, exist_ok=True)
-    with queue.open("a") as out:
-        out.write(json.dumps(message) + "\n")
+    broker = events.broker_of(target)
+    try:
+        events.send(broker, str(target["queue"]), message, root)
+    except (OSError, ConnectionError) as exc:
+        log.error("on_exit_notify: cannot send to queue %s on %s: %s", target["queue"],
+                  broker, exc)
+    except Exception as exc:  # the broker's client library's own errors
+        log.error("on_exit_notify: the broker %s refused the notice: %s", broker, exc)
 
 
-def read_queue(root: Path, topic: str) -> list[dict[str, Any]]:
+def read_queue(root: Path, topic: str, broker: str | None = None) -> list[dict[str, Any]]:
     """The messages sent to queue ``topic`` so far, oldest first."""
-    queue = Path(root) / "queues" / f"{topic}.jsonl"
-    if not queue.exists():
-        return []
-    return [json.loads(line) for line in queue.read_text().splitlines() if line.strip()]
+    return events.read(root, topic, broker)
 
 
 def _post(url: str, message: Mapping[str, Any]) -> None:

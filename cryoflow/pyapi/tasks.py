@@ -4,7 +4,9 @@
 - :class:`BashTask` runs a bash script (the user's own text, passed to ``bash -c``);
 - :class:`CommandBasedTask` runs one command given as an argument list, without a shell;
 - :class:`CustomTask` runs a command in a container image, through the Docker executor
-  (or the Kubernetes executor).
+  (or the Kubernetes executor); without ``command`` it runs the image's own default
+  command, and an image ``<app>-<task>`` is built from the application's Dockerfile
+  (:mod:`cryoflow.pyapi.images`).
 
 Extra keyword arguments become environment variables of the task. Task names are
 normalised (lower case, runs of other characters than letters, digits and ``-`` become
@@ -22,10 +24,13 @@ from cryoflow.errors import ConfigError
 from cryoflow.graph.flowgraph import python_node
 from cryoflow.graph.model import ENTRY, ArgSource, ArgSpec, Node, RunOn, frozen_map
 from cryoflow.graph.modules import builtin_modules_dir
+from cryoflow.pyapi import readonly
 from cryoflow.pyapi.calls import import_path, import_ref, register_inline, why_not_importable
 from cryoflow.pyapi.opsupport import SharedDir, shared_env
 
 BASH_MODULE = "bash"
+READ_ONLY_CALL = "cryoflow.pyapi.readonly:call_read_only"
+"""Python tasks with read-only shared folders call their function through this."""
 
 
 @dataclass
@@ -37,6 +42,8 @@ class Context:
     inline: bool = False
     container_executor: str = "docker"
     inline_refs: list[str] = field(default_factory=list)
+    default_commands: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Image → its own default command (ENTRYPOINT + CMD), read before the run."""
 
     def reference(self, name: str, function: Callable[..., Any]) -> tuple[str, str | None]:
         """The reference a node calls ``function`` by, and the folder to import it from."""
@@ -87,6 +94,11 @@ class PythonTask(Task):
         node = python_node(name, parents, ref, path=path, extra={"callable": ref})
         env = {**shared_env(context.shared, container=False), **self.env}
         args = {**node.args, "env": ArgSpec(ArgSource.LITERAL, value=env)}
+        read_only = _read_only(context)
+        if read_only:
+            args["callable"] = ArgSpec(ArgSource.LITERAL, value=READ_ONLY_CALL)
+            args["kwargs"] = ArgSpec(ArgSource.LITERAL, value={
+                "target": ref, "target_path": path, "read_only": read_only})
         return replace(node, args=frozen_map(args))
 
 
@@ -128,7 +140,7 @@ class CommandBasedTask(Task):
 
 @dataclass(frozen=True, init=False)
 class CustomTask(Task):
-    """Run ``command`` in a container of ``image`` (Docker, or Kubernetes)."""
+    """Run ``command`` (default: the image's own) in a container of ``image``."""
 
     name: str
     image: str
@@ -143,12 +155,13 @@ class CustomTask(Task):
         object.__setattr__(self, "env", _env(env))
 
     def node(self, name: str, parents: tuple[str, ...], context: Context) -> Node:
-        if self.command is None:
+        command = self.command or context.default_commands.get(self.image)
+        if command is None:
             raise ConfigError(
-                f"CustomTask {self.name!r}: give command=[...]; the Docker executor "
-                "(cryoflow/workers/docker.py) runs cryoflow's job runtime in the image and "
-                "cannot run the image's own default command yet")
-        node = _command_node(name, parents, context, self.env, command=list(self.command),
+                f"CustomTask {self.name!r}: give command=[...]; the image's own default "
+                f"command is read from the Docker daemon, which the "
+                f"{context.container_executor} executor does not use")
+        node = _command_node(name, parents, context, self.env, command=list(command),
                              container=True)
         volumes = tuple((str(s.host), s.mount, "ro" if s.read_only else "rw")
                         for s in context.shared)
@@ -166,11 +179,18 @@ def _argv(name: str, command: Any) -> tuple[str, ...]:
     return tuple(command)
 
 
+def _read_only(context: Context) -> list[str]:
+    return [str(s.host) for s in context.shared if s.read_only]
+
+
 def _command_node(name: str, parents: tuple[str, ...], context: Context, env: Mapping[str, str],
                   *, container: bool = False, **what: Any) -> Node:
     values = {**what, "env": {**shared_env(context.shared, container=container), **env}}
     if context.shared and not container:
         values["cwd"] = str(context.shared[0].host)
+    if not container and _read_only(context):
+        argv = values.pop("command", None) or ["bash", "-c", values.pop("script")]
+        values["command"] = readonly.wrap_command(argv, _read_only(context))
     return Node(
         name=name,
         module=BASH_MODULE,
