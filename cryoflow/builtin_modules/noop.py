@@ -16,6 +16,7 @@ ccmodule = {
         "time": "Seconds to wait (default 0); the job ends early when cancelled",
         "randomize": "Wait a random share of `time` instead (default false)",
         "ignored": "Anything; returned as the output `ignored`",
+        "*": "Any other argument is returned as an output of the same name",
     },
     "outputs": {
         "time": "The time waited, as given",

@@ -24,7 +24,13 @@ from cryoflow.cli.common import Parser
 from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import ConfigError, GraphError, OptionError
 from cryoflow.graph import ENTRY, ArgSource, ArgSpec, Graph, Node, RunOn, load_graph, schema_text
-from cryoflow.graph.options import add_option_flags, option_values
+from cryoflow.graph.options import (
+    add_option_flags,
+    alias_cryoflow_flags,
+    cryoflow_flags,
+    option_values,
+    shadowed_flags,
+)
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -41,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> int:
-    first, _ = build_parser(add_help=False).parse_known_args(args)
-    if first.schema:
+    first = _first_pass(args)
+    if "--cryoflow-schema" in args or (first.schema and first.graph is None):
         print(schema_text(), end="")
         return EXIT_OK
     if first.graph is None:
@@ -52,9 +58,37 @@ def _main(args: list[str]) -> int:
     if graph is None:
         return EXIT_INVALID
     parser = build_parser()
+    shadowed = frozenset(shadowed_flags(graph.options, cryoflow_flags(parser)))
+    if first.schema and "schema" not in shadowed:
+        print(schema_text(), end="")
+        return EXIT_OK
+    for flag in sorted(shadowed):
+        _warn(f"the workflow's option takes --{flag}; ccworkflow's own --{flag} is "
+              f"--cryoflow-{flag} with this graph")
+    alias_cryoflow_flags(parser, shadowed)
     add_option_flags(parser, graph)
     ns = parser.parse_args(args)
     return _act(graph, ns)
+
+
+_FIRST_PASS = frozenset({"modules", "lenient", "schema"})
+"""The flags needed before the graph is loaded (also as --cryoflow-NAME)."""
+
+
+def _first_pass(args: list[str]) -> argparse.Namespace:
+    """The graph, --modules, --lenient and --schema, before the graph's options are known.
+
+    A value a workflow option takes (``--workers many``) may not suit cryoflow's flag of
+    the same name; then the other flags are left for the second pass."""
+    parser = build_parser(add_help=False)
+    alias_cryoflow_flags(parser, frozenset(), _FIRST_PASS)
+    parser.exit_on_error = False
+    try:
+        return parser.parse_known_args(args)[0]
+    except argparse.ArgumentError:
+        parser = build_parser(add_help=False)
+        alias_cryoflow_flags(parser, cryoflow_flags(parser) - _FIRST_PASS, _FIRST_PASS)
+        return parser.parse_known_args(args)[0]
 
 
 def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:

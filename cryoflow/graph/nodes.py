@@ -44,7 +44,7 @@ DEFAULT_PRIORITY = 50
 NOT_DEFAULTABLE = frozenset({"name", "module", "downstreamOf", "children", "args"})
 """Node keys a module's ``defaults`` may not set."""
 
-_NAME_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_-]+( [A-Za-z0-9_-]+)*")
 _NOT_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -168,8 +168,8 @@ def name_problem(name: str) -> str | None:
         return f"the name {name!r} is reserved; choose another name"
     if not _NAME_CHARS.fullmatch(name):
         return (
-            f"the name {name!r} may contain only letters, digits, '_' and '-' "
-            "('.' separates Name.key in references)"
+            f"the name {name!r} may contain only letters, digits, '_', '-' and single "
+            "spaces between them ('.' separates Name.key in references)"
         )
     return None
 
@@ -220,7 +220,7 @@ def build_node(
         name=node.name,
         module=str(keys.get("module") or ("service" if keys.get("serviceURL") else "")),
         parents=node.parents,
-        args=MappingProxyType(_args(keys["args"], where, ctx)) if "args" in keys else EMPTY,
+        args=_node_args(keys, where, ctx),
         run_on=_RUN_ON[keys.get("runOn", "always")],
         run_if=run_if,
         run_if_text=run_if_text,
@@ -349,6 +349,30 @@ def _posts(
 
 def _args(raw: Mapping[str, Any], where: str, ctx: BuildContext) -> dict[str, ArgSpec]:
     return {name: parse_arg(value, f"arg {name!r}", where, ctx) for name, value in raw.items()}
+
+
+_LEGACY_REF = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+")
+
+
+def _node_args(keys: Mapping[str, Any], where: str, ctx: BuildContext) -> Mapping[str, ArgSpec]:
+    """The node's args, reading two early CryoCloud spellings with a warning each: a node's
+    ``options`` are more args (``args`` win), and ``{"Node.output": "argname"}`` in
+    ``args`` is ``{"argname": {"output": "Node.output", "default": null}}``."""
+    if "args" not in keys and "options" not in keys:
+        return EMPTY
+    raw: dict[str, Any] = {}
+    if isinstance(keys.get("options"), dict):
+        ctx.problems.warning(where, "legacy format: move the node's 'options' into 'args'")
+        raw.update(keys["options"])
+    for name, value in (keys.get("args") or {}).items():
+        if _LEGACY_REF.fullmatch(name) and isinstance(value, str) and value.isidentifier():
+            ctx.problems.warning(
+                where, f"legacy format: write args {{{name!r}: {value!r}}} as "
+                f'{{{value!r}: {{"output": {name!r}}}}}')
+            raw[value] = {"output": name, "default": None}
+        else:
+            raw[name] = value
+    return MappingProxyType(_args(raw, where, ctx))
 
 
 def parse_arg(value: Any, what: str, where: str, ctx: BuildContext) -> ArgSpec:

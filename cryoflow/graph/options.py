@@ -24,30 +24,28 @@ RESERVED_FLAGS = frozenset(
     {
         "help",
         "h",
+        "ip",
+        "reset-counters",
+        "name",
+        "v",
         "version",
-        "validate",
-        "explain",
-        "schema",
-        "dot",
-        "state",
-        "fresh",
-        "modules",
-        "workers",
-        "admin-workers",
-        "gpus",
-        "config",
-        "report",
-        "loglevel",
-        "lenient",
-        "http",
-        "no-http",
-        "executor",
-        "scheduler",
+        "node",
+        "estimate",
+        "standalone",
+        "threads",
         "kubernetes",
+        "loglevel",
+        "debug",
         "nocache",
     }
 )
-"""``ccworkflow``'s own flags (dashed spelling); a workflow option may not reuse one."""
+"""The flags CryoCloud's ``ccworkflow`` had (dashed spelling): a workflow option may not
+reuse one. Any other name is free: an option named like one of cryoflow's own flags
+(``--schema``, ``--state``, ...) takes that flag, and cryoflow's flag stays reachable as
+``--cryoflow-NAME`` (see :func:`shadowed_flags`)."""
+
+CRYOFLOW_PREFIX = "cryoflow-"
+"""Every cryoflow-only flag ``--NAME`` is also ``--cryoflow-NAME``."""
 
 _DEST_PREFIX = "cryoflow_option:"
 _OPTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -175,7 +173,7 @@ _CONVERTERS: Mapping[str, Callable[[str], Any]] = {
 
 
 def option_problems(options: Mapping[str, OptionSpec]) -> list[str]:
-    """Names that clash with ``ccworkflow`` flags or with each other."""
+    """Names that clash with CryoCloud's ``ccworkflow`` flags or with each other."""
     problems: list[str] = []
     seen: dict[str, str] = {}
     for name, spec in options.items():
@@ -198,6 +196,45 @@ def option_problems(options: Mapping[str, OptionSpec]) -> list[str]:
                 )
             seen.setdefault(flag, name)
     return problems
+
+
+def shadowed_flags(options: Mapping[str, OptionSpec], flags: frozenset[str]) -> list[str]:
+    """The cryoflow-only ``flags`` (dashed, without ``--``) that workflow options take."""
+    taken = set()
+    for name, spec in options.items():
+        taken.add(canonical(name))
+        if spec.type == "bool":
+            taken.add(f"no-{canonical(name)}")
+    return sorted(f for f in flags if f in taken and f not in RESERVED_FLAGS)
+
+
+def cryoflow_flags(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """The long flags of ``parser`` (dashed, without ``--``) that CryoCloud did not have."""
+    return frozenset(
+        s[2:] for action in parser._actions for s in action.option_strings
+        if s.startswith("--") and s[2:] not in RESERVED_FLAGS
+    )
+
+
+def alias_cryoflow_flags(
+    parser: argparse.ArgumentParser, shadowed: frozenset[str],
+    aliases: frozenset[str] | None = None,
+) -> None:
+    """Drop the plain ``--NAME`` of each ``shadowed`` flag of ``parser`` (a workflow
+    option takes it) and give it, and each of ``aliases``, a ``--cryoflow-NAME``."""
+    wanted = shadowed | (aliases or frozenset())
+    for action in list(parser._actions):
+        for string in list(action.option_strings):
+            flag = string[2:]
+            if not string.startswith("--") or flag not in wanted or flag in RESERVED_FLAGS:
+                continue
+            alias = f"--{CRYOFLOW_PREFIX}{flag}"
+            if alias not in parser._option_string_actions:
+                action.option_strings = [*action.option_strings, alias]
+                parser._option_string_actions[alias] = action
+            if flag in shadowed:
+                action.option_strings = [o for o in action.option_strings if o != string]
+                del parser._option_string_actions[string]
 
 
 def _dest(name: str) -> str:

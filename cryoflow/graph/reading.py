@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ MAX_DEPTH = 64
 def read_graph_file(path: Path) -> Any:
     """Parse a JSON or YAML graph file; raise a :class:`GraphValidationError` naming the
     line and column of a syntax error."""
-    text = _read_text(path)
+    text = _strip_script_wrapper(_read_text(path))
     as_yaml = path.suffix.lower() in (".yaml", ".yml") or text.lstrip()[:1] not in ("{", "[")
     try:
         return _parse_yaml(text) if as_yaml else json.loads(text)
@@ -40,6 +41,21 @@ def read_graph_file(path: Path) -> Any:
         raise _invalid(path, "YAML", line, col, str(e.problem or e.context)) from None
     except (yaml.YAMLError, RecursionError, ValueError) as e:
         raise GraphValidationError([f"{path}: the file cannot be parsed: {e}"]) from None
+
+
+_SCRIPT_WRAPPER = re.compile(r"\A\s*(?:var|let|const)\s+[A-Za-z_$][\w$]*\s*=\s*(?=[{\[])")
+
+
+def _strip_script_wrapper(text: str) -> str:
+    """A graph saved for a web page (``var wf = {...};``, as CryoCloud's web view kept
+    them) is read as the JSON it assigns; the offsets of errors stay those of the file."""
+    match = _SCRIPT_WRAPPER.match(text)
+    if match is None:
+        return text
+    body = text[match.end():].rstrip()
+    if body.endswith(";"):
+        body = body[:-1]
+    return " " * match.end() + body
 
 
 def _parse_yaml(text: str) -> Any:

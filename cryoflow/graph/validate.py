@@ -230,7 +230,7 @@ def _node_checks(node: Node, facts: GraphFacts, problems: Problems) -> None:
 
 def _arg_names(node: Node, info: ModuleInfo, where: str, problems: Problems) -> None:
     inputs = info.inputs
-    if inputs is None:
+    if inputs is None or "*" in inputs:  # "*": the module takes any argument
         return
     for arg in node.args:
         if arg not in inputs:
@@ -400,8 +400,8 @@ class _References:
                     got |= above[parent] | set(self.by_name[parent].provides)
             above[node.name] = frozenset(got)
             missing = [d for d in node.depends if d not in got]
-            if missing:
-                self.problems.error(
+            if missing:  # a note, as CryoCloud never enforced depends
+                self.problems.warning(
                     self.facts.labels[node.name],
                     f"it depends on {', '.join(map(repr, missing))}, which no upstream node "
                     "provides; add a node that provides it upstream, or override 'depends'",
