@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -266,12 +265,35 @@ def _watch_in_child(state: Path, src: Path, failpoints: str) -> subprocess.Popen
 # ---------------------------------------------------------------------- the loop, stepped
 
 
+class FakeHead:
+    """The head as a watcher sees it: accepting, no status values, nothing seen."""
+
+    accepting = True
+    unfinished = 0
+    node_order = ("In",)
+
+    def status_value(self, channel: str, param: str) -> Any:
+        return None
+
+    def has_seen(self, key: str) -> bool:
+        return False
+
+    def pebble(self, pebble_id: int) -> Mapping[str, Any] | None:
+        return None
+
+    def failpoint(self, name: str) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
 class FakeHandler:
     """Records offers; can refuse the next ones as a full store would."""
 
     def __init__(self) -> None:
         self.node = node("In", module="dirwatcher")
-        self.head = SimpleNamespace(accepting=True, status={})
+        self.head = FakeHead()
         self.offered: list[tuple[dict[str, Any], str | None]] = []
         self.refuse = 0
 

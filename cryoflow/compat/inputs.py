@@ -3,7 +3,7 @@
 :func:`adapt` gives an input node's handler a ``log`` and wraps its ``head`` so that
 ``handler.head.makeDirectoryWatcher(src, onAdd, recursive=...)`` returns a started-on-
 demand :class:`~CryoCloud.Common.directorywatcher.DirectoryWatcher` that ends with the
-run. Everything else on ``handler.head`` is the cryoflow head itself.
+run. Everything else on ``handler.head`` is the head's :class:`~cryoflow.daemon.inputs.HeadLink`.
 """
 
 from __future__ import annotations

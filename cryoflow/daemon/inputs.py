@@ -22,18 +22,67 @@ from cryoflow.errors import ArgumentError, CryoflowError, InputError
 from cryoflow.graph.model import Graph, Node
 from cryoflow.graph.modules import builtin_modules_dir, load_module
 from cryoflow.head import Head
+from cryoflow.store.reader import StoreReader
 
 log = logging.getLogger("cryoflow.daemon.inputs")
 
 
+class HeadLink:
+    """The :class:`~cryoflow.watch.HeadPort` of a running head: what input threads may ask.
+
+    Each thread that reads the store gets a reader of its own.
+    """
+
+    def __init__(self, head: Head) -> None:
+        self._head = head
+        self._local = threading.local()
+
+    @property
+    def accepting(self) -> bool:
+        return self._head.accepting
+
+    @property
+    def unfinished(self) -> int:
+        return self._head.engine.active
+
+    @property
+    def node_order(self) -> tuple[str, ...]:
+        return tuple(self._head.graph.nodes)
+
+    def status_value(self, channel: str, param: str) -> Any:
+        return self._head.status.get((channel, param))
+
+    def has_seen(self, key: str) -> bool:
+        return bool(self._reader().has_seen(key))
+
+    def pebble(self, pebble_id: int) -> Mapping[str, Any] | None:
+        found: Mapping[str, Any] | None = self._reader().pebble(pebble_id)
+        return found
+
+    def failpoint(self, name: str) -> None:
+        self._head.failpoints.hit(name)
+
+    def release(self) -> None:
+        reader: StoreReader | None = getattr(self._local, "reader", None)
+        if reader is not None:
+            self._local.reader = None
+            reader.close()
+
+    def _reader(self) -> StoreReader:
+        reader: StoreReader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self._head.store.reader()
+        return reader
+
+
 class InputHandler:
-    """What an input module calls; one per input node."""
+    """What an input module calls; one per input node. ``head`` is a :class:`HeadLink`."""
 
     def __init__(self, head: Head, node: Node, loop: asyncio.AbstractEventLoop) -> None:
-        self.head = head
+        self.head = HeadLink(head)
         self.node = node
+        self._offer = head.offer
         self._loop = loop
-        self._reader: Any = None
 
     def onAdd(  # noqa: N802 - the module API's name
         self,
@@ -57,16 +106,14 @@ class InputHandler:
         """Offer ``item`` without waiting; the future resolves once committed."""
 
         async def offer() -> int:
-            return await self.head.offer(self.node.name, dict(item), idem_key=idem_key,
-                                         seen_key=seen_key)
+            return await self._offer(self.node.name, dict(item), idem_key=idem_key,
+                                     seen_key=seen_key)
 
         return asyncio.run_coroutine_threadsafe(offer(), self._loop)
 
     def has_seen(self, key: str) -> bool:
         """Was an item with this seen key committed before (files across restarts)?"""
-        if self._reader is None:
-            self._reader = self.head.store.reader()
-        return self._reader.has_seen(key)
+        return self.head.has_seen(key)
 
 
 @dataclass

@@ -4,9 +4,10 @@ The watchers only turn the outside world into items and offer them to the head t
 the input handler; the head commits each item as a pebble (with its seen or
 idempotency key, in one transaction) before a watcher acknowledges it.
 
-This module holds what both share: the handler interface they use, reading module
-args into typed values, and the intake gate (head stopping, ``restrictions`` on the
-input node).
+This module holds what both share: the handler interface they use, the small
+:class:`HeadPort` through which they ask the head what they need (never the head
+itself), reading module args into typed values, and the intake gate (head stopping,
+``restrictions`` on the input node).
 """
 
 from __future__ import annotations
@@ -19,11 +20,50 @@ from cryoflow.errors import ExprError, InputError
 from cryoflow.graph.model import Node
 
 
+class HeadPort(Protocol):
+    """What a watcher may ask of the head (:class:`cryoflow.daemon.inputs.HeadLink`)."""
+
+    @property
+    def accepting(self) -> bool:
+        """False once the head is stopping."""
+        ...
+
+    @property
+    def unfinished(self) -> int:
+        """Pebbles accepted and not finished yet."""
+        ...
+
+    @property
+    def node_order(self) -> tuple[str, ...]:
+        """The graph's node names in the order a pebble's status lists them."""
+        ...
+
+    def status_value(self, channel: str, param: str) -> Any:
+        """The latest status value ``channel.param`` (None when there is none)."""
+        ...
+
+    def has_seen(self, key: str) -> bool:
+        """Was an item with this seen key committed before?"""
+        ...
+
+    def pebble(self, pebble_id: int) -> Mapping[str, Any] | None:
+        """A pebble as the store holds it (input node, state, node states), or None."""
+        ...
+
+    def failpoint(self, name: str) -> None:
+        """Pass the named fault-test point (``CRYOFLOW_FAILPOINTS``)."""
+        ...
+
+    def release(self) -> None:
+        """Close what the calling thread opened (its store reader); it may ask again."""
+        ...
+
+
 class Handler(Protocol):
     """What a watcher needs of :class:`cryoflow.daemon.inputs.InputHandler`."""
 
     node: Node
-    head: Any  #: read only: ``accepting``, ``status``, ``engine.active``, ``store``
+    head: HeadPort
 
     def submit(
         self, item: Mapping[str, Any], *, idem_key: str | None = None,
@@ -44,7 +84,7 @@ def intake_paused(handler: Handler) -> str | None:
         return "the workflow is shutting down"
     for rule in handler.node.restrictions:
         try:
-            held = rule.holds(head.status.get((rule.channel, rule.param)))
+            held = rule.holds(head.status_value(rule.channel, rule.param))
         except ExprError as exc:
             return str(exc)
         if not held:
@@ -54,9 +94,7 @@ def intake_paused(handler: Handler) -> str | None:
 
 def failpoint(handler: Handler, name: str) -> None:
     """Pass the named fault-test point of the head (``CRYOFLOW_FAILPOINTS``), if it has any."""
-    points = getattr(handler.head, "failpoints", None)
-    if points is not None:
-        points.hit(name)
+    handler.head.failpoint(name)
 
 
 class Args:

@@ -92,9 +92,6 @@ class NetWatcher:
         self.ready = threading.Event()
         self._schema = SchemaCheck(config.schema) if config.schema is not None else None
         self._token = config.token.encode() if config.token else None
-        graph = getattr(handler.head, "graph", None)
-        self._order = tuple(graph.nodes) if graph is not None else ()
-        self._reader: Any = None
         self._inflight = 0
 
     # ------------------------------------------------------------------ life cycle
@@ -114,8 +111,7 @@ class NetWatcher:
                 await asyncio.sleep(0.1)
         finally:
             await runner.cleanup()
-            if self._reader is not None:
-                self._reader.close()
+            self.handler.head.release()
 
     async def _listen(self, runner: web.AppRunner) -> None:
         site = web.TCPSite(runner, self.config.host, self.config.port, backlog=1024)
@@ -185,7 +181,7 @@ class NetWatcher:
         reason = intake_paused(self.handler)
         if reason is not None:
             raise Refusal(503, reason, retry_after_s=retry)
-        pending = self.handler.head.engine.active + self._inflight
+        pending = self.handler.head.unfinished + self._inflight
         if pending >= self.config.max_pending:
             raise Refusal(503, f"{pending} pebbles are unfinished (the limit is "
                           f"{self.config.max_pending}); retry later", retry_after_s=retry)
@@ -240,12 +236,10 @@ class NetWatcher:
         return status
 
     def _status(self, pebble_id: int) -> dict[str, Any] | None:
-        if self._reader is None:
-            self._reader = self.handler.head.store.reader()
-        pebble = self._reader.pebble(pebble_id)
+        pebble = self.handler.head.pebble(pebble_id)
         if pebble is None or pebble.get("input_node") != self.handler.node.name:
             return None
-        return status_of(pebble, self._order, time.time())
+        return status_of(pebble, self.handler.head.node_order, time.time())
 
     # ------------------------------------------------------------------ middleware
 
