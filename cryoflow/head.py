@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryoflow.dispatch import Dispatcher, base_name
 from cryoflow.engine.core import Engine
@@ -48,8 +48,8 @@ log = logging.getLogger("cryoflow.head")
 LAZY_TICK_S = 0.05
 """How long job starts, status values and log lines may wait for the next commit."""
 
-Listener = Callable[[str, Mapping[str, Any]], None]
-"""Receives ``(kind, data)`` for every state change (web view, metrics, display)."""
+Listener = Callable[[Action], None]
+"""Receives every committed action (web view, metrics, display, active records)."""
 
 
 @dataclass
@@ -61,19 +61,56 @@ class _Offer:
     seen_key: str | None = None
 
 
+class JobStart(NamedTuple):
+    job_id: str
+    worker: str
+    host: str
+
+
+class JobReport(NamedTuple):
+    job_id: str
+    result: JobResult
+
+
+class JobLoss(NamedTuple):
+    job_id: str
+    reason: str
+
+
+class CancelRequest(NamedTuple):
+    pebble_id: int
+    reason: str
+
+
+class StatusValue(NamedTuple):
+    channel: str
+    key: str
+    value: Any
+
+
+class LogLine(NamedTuple):
+    """One job log line, in the column order of the store's log rows."""
+
+    time: float
+    level: str
+    pebble_id: int | None
+    job_id: str | None
+    node: str | None
+    message: str
+
+
 @dataclass
 class _Pending:
     """Events gathered since the last tick."""
 
     offers: list[_Offer] = field(default_factory=list)
-    started: list[tuple[str, str, str]] = field(default_factory=list)
-    results: list[tuple[str, JobResult]] = field(default_factory=list)
-    lost: list[tuple[str, str]] = field(default_factory=list)
-    cancels: list[tuple[int, str]] = field(default_factory=list)
+    started: list[JobStart] = field(default_factory=list)
+    results: list[JobReport] = field(default_factory=list)
+    lost: list[JobLoss] = field(default_factory=list)
+    cancels: list[CancelRequest] = field(default_factory=list)
     retries: list[int] = field(default_factory=list)
-    status: list[tuple[str, str, Any]] = field(default_factory=list)
-    logs: list[tuple[float, str, int | None, str | None, str | None, str]] = field(
-        default_factory=list)
+    status: list[StatusValue] = field(default_factory=list)
+    logs: list[LogLine] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.offers or self.started or self.results or self.lost or self.cancels
@@ -121,6 +158,7 @@ class Head:
         self.status: dict[tuple[str, str], Any] = {}
         self.progress: dict[str, Any] = {}
         """Latest ``progress`` status of each running job."""
+        self._progress_pending: dict[str, Any] = {}
         self.dispatcher = Dispatcher(graph, self.status_value)
         self.counts = RunCounts()
         self.listeners: list[Listener] = []
@@ -208,37 +246,37 @@ class Head:
         return True
 
     def cancel_pebble(self, pebble_id: int, reason: str = "cancelled by a user") -> None:
-        self._pending.cancels.append((pebble_id, reason))
+        self._pending.cancels.append(CancelRequest(pebble_id, reason))
         self._schedule_tick()
 
     # ------------------------------------------------------------------ JobSink
 
     def job_started(self, job_id: str, worker: str, host: str) -> None:
         self._job_hosts[job_id] = (worker, host)
-        self._pending.started.append((job_id, worker, host))
+        self._pending.started.append(JobStart(job_id, worker, host))
         self._schedule_lazy_tick()
 
     def job_status(self, job_id: str, key: str, value: Any) -> None:
         job = self._jobs.get(job_id)
         channel = base_name(job.node) if job else job_id
         if key == "progress":
-            self.progress[job_id] = value
-        self._pending.status.append((channel, key, value))
+            self._progress_pending[job_id] = value  # shown once committed, with the status
+        self._pending.status.append(StatusValue(channel, key, value))
         self._schedule_lazy_tick()
 
     def job_log(self, job_id: str, level: str, message: str) -> None:
         job = self._jobs.get(job_id)
         pebble = job.pebble_id if job else None
         node = job.node if job else None
-        self._pending.logs.append((self.clock(), level, pebble, job_id, node, message))
+        self._pending.logs.append(LogLine(self.clock(), level, pebble, job_id, node, message))
         self._schedule_lazy_tick()
 
     def job_finished(self, job_id: str, result: JobResult) -> None:
-        self._pending.results.append((job_id, result))
+        self._pending.results.append(JobReport(job_id, result))
         self._schedule_tick()
 
     def job_lost(self, job_id: str, reason: str) -> None:
-        self._pending.lost.append((job_id, reason))
+        self._pending.lost.append(JobLoss(job_id, reason))
         self._schedule_tick()
 
     # ------------------------------------------------------------------ the tick
@@ -293,26 +331,31 @@ class Head:
                     actions += self.engine.handle(
                         PebbleAdded(pebble_id, offer.input_node, offer.item), now)
                 accepted.append((offer, pebble_id))
-            reported = {job_id for job_id, _ in pending.results}
-            for job_id, worker, host in pending.started:
-                tx.job_started(job_id, worker=worker, host=host, now=now,
-                               write=job_id not in reported)
-            for job_id, result in pending.results:
-                actions += self._result_event(tx, job_id, result, now)
-            for job_id, reason in pending.lost:
-                self.dispatcher.finished(job_id)
-                self._jobs.pop(job_id, None)
-                self.progress.pop(job_id, None)
-                tx.job_finished(job_id, outcome="lost", retval=None, error=reason, stats={},
-                                now=now)
-                actions += self.engine.handle(JobLost(job_id, reason), now)
+            reported = {report.job_id for report in pending.results}
+            for start in pending.started:
+                tx.job_started(start.job_id, worker=start.worker, host=start.host, now=now,
+                               write=start.job_id not in reported)
+            for report in pending.results:
+                actions += self._result_event(tx, report.job_id, report.result, now)
+            for loss in pending.lost:
+                self.dispatcher.finished(loss.job_id)
+                self._jobs.pop(loss.job_id, None)
+                self.progress.pop(loss.job_id, None)
+                tx.job_finished(loss.job_id, outcome="lost", retval=None, error=loss.reason,
+                                stats={}, now=now)
+                actions += self.engine.handle(JobLost(loss.job_id, loss.reason), now)
             for pebble_id in pending.retries:
                 actions += self._retry_event(pebble_id, now)
-            for pebble_id, reason in pending.cancels:
-                actions += self.engine.handle(PebbleCancelled(pebble_id, reason), now)
-            for channel, key, value in pending.status:
-                self.status[(channel, key)] = value
-                tx.set_status(channel, key, value, now=now)
+            for cancel in pending.cancels:
+                actions += self.engine.handle(PebbleCancelled(cancel.pebble_id, cancel.reason),
+                                              now)
+            for status in pending.status:
+                self.status[(status.channel, status.key)] = status.value
+                tx.set_status(status.channel, status.key, status.value, now=now)
+            for job_id, value in self._progress_pending.items():
+                if job_id in self._jobs:
+                    self.progress[job_id] = value
+            self._progress_pending.clear()
             if pending.logs:
                 tx.add_logs(pending.logs)
             tx.apply(actions, now=now)
@@ -401,7 +444,7 @@ class Head:
                 self._pebble_done(action)
         for listener in self.listeners:
             for action in actions:
-                listener(type(action).__name__, {"action": action})
+                listener(action)
 
     def _queue(self, job: JobSpec, now: float) -> None:
         self.dispatcher.add(job, now)

@@ -803,3 +803,67 @@ def test_a_full_store_raises_store_full_and_works_again_once_space_is_freed(
         add(s, 5, blob="y" * 3000)
         assert s.pebble_counts()["active"] == stored + 5
         assert s.integrity_check() == ("ok", [])
+
+
+def test_events_of_a_version_two_store_read_the_same_after_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:
+        old.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        with Store.open(tmp_path, workflow="wf") as s:
+            conn = raw(s.path)
+            conn.executemany(
+                "INSERT INTO events(ts, kind, pebble_id, job_id, data) VALUES (?, ?, ?, ?, ?)",
+                [(1.0, "pebble_added", 1, None, None),
+                 (2.0, "job_finished", None, "1/A#1", '{"outcome":"success"}')])
+            conn.close()
+    with Store.open(tmp_path, workflow="wf") as s:
+        assert s.events() == [
+            {"seq": 1, "ts": 1.0, "kind": "pebble_added", "pebble_id": 1, "job_id": None,
+             "data": None},
+            {"seq": 2, "ts": 2.0, "kind": "job_finished", "pebble_id": None, "job_id": "1/A#1",
+             "data": {"outcome": "success"}},
+        ]
+        with s.batch() as b:
+            b.add_event("note", now=3.0, data={"x": 1})
+        assert [e["seq"] for e in s.events(after_seq=1)] == [2, 3]
+
+
+# ------------------------------------------------------------ stored once
+
+
+def test_a_result_the_node_row_holds_is_stored_once_and_read_back_whole(store: Store) -> None:
+    (pid,) = add(store)
+    job = spec(pid)
+    queue(store, job)
+    retval, stats = {"x": 1}, {"worker": "w", "node": "h", "runtime": 0.123456789}
+    done = NodeState(NodeStatus.DONE, Outcome.SUCCESS, output=retval, attempts=1,
+                     stats={**stats, "priority": 7})
+    with store.batch() as b:
+        b.jobs_dispatched([job.id], now=12.0)
+        b.job_finished(job.id, outcome="success", retval=retval, error=None, stats=stats,
+                       now=13.0)
+        b.apply([NodeChanged(pid, "A", (), done)], now=13.0)
+    assert scalar(store.path, "SELECT retval FROM jobs") is None
+    assert scalar(store.path, "SELECT stats FROM nodes WHERE node = 'A'") == '{"@job":7}'
+    assert must(store.job(job.id))["retval"] == {"x": 1}
+    assert must(store.job(job.id))["stats"]["runtime"] == 0.123457
+    node = must(store.pebble(pid))["nodes"]["A"][""]
+    assert node["output"] == {"x": 1}
+    assert node["stats"] == {"worker": "w", "node": "h", "runtime": 0.123457, "priority": 7}
+    (_, _, _, states), = [r for r in [store.saved_pebble(pid)] if r is not None]
+    assert dict(states[("A", ())].stats) == node["stats"]
+    kinds = [(e["kind"], e["data"]) for e in store.events()][-2:]
+    assert kinds == [("job_finished", {"outcome": "success"}),
+                     ("node_changed", {"node": "A", "status": "done", "outcome": "success"})]
+
+
+def test_a_result_no_node_took_keeps_its_own_retval(store: Store) -> None:
+    (pid,) = add(store)
+    job = spec(pid)
+    queue(store, job)
+    with store.batch() as b:
+        b.job_finished(job.id, outcome="success", retval={"late": True}, error=None,
+                       stats={"worker": "w"}, now=13.0)
+    assert must(store.job(job.id))["retval"] == {"late": True}
+    assert must(store.job(job.id))["stats"] == {"worker": "w"}

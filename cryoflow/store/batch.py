@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Any
 
 from cryoflow.engine.records import (
@@ -23,8 +22,10 @@ from cryoflow.engine.records import (
     PebbleReopened,
     QueueJob,
     branch_key,
+    parse_branch,
 )
-from cryoflow.store import codec
+from cryoflow.engine.records import job_id as make_job_id
+from cryoflow.store import codec, journal
 
 INSERT_PEBBLE = (
     "INSERT INTO pebbles(id, input_node, item, created, idem_key, seen_key)"
@@ -76,7 +77,6 @@ PUT_STATUS = "INSERT OR REPLACE INTO status(channel, key, value, ts) VALUES (?, 
 INSERT_LOG = (
     "INSERT INTO logs(ts, level, pebble_id, job_id, node, message) VALUES (?, ?, ?, ?, ?, ?)"
 )
-INSERT_EVENT = "INSERT INTO events(ts, kind, pebble_id, job_id, data) VALUES (?, ?, ?, ?, ?)"
 HAS_SEEN = "SELECT 1 FROM seen WHERE key = ?"
 LOST_REASON = "the head stopped while this job was running"
 
@@ -94,7 +94,11 @@ class Batch:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._events: list[tuple[float, str, int | None, str | None, str | None]] = []
+        self._times: list[float] = []
+        self._entries: list[journal.Entry] = []
+        self._finishes: dict[str, tuple[list[Any], Mapping[str, Any], Any]] = {}
+        """Job results not written yet: ``id → (row, stats, retval)`` (see :meth:`apply`)."""
+        self._finish_entries: dict[str, journal.Entry] = {}
         self._held_sql = ""
         self._held: list[tuple[Any, ...]] = []
 
@@ -139,7 +143,7 @@ class Batch:
         assert new_id is not None
         if seen_key is not None:
             self._conn.execute(INSERT_SEEN, (seen_key, new_id, now))
-        self._events.append((now, "pebble_added", new_id, None, None))
+        self._event(now, ["a", new_id, None])
         return new_id, True
 
     def _existing(self, idem_key: str | None, seen_key: str | None) -> int | None:
@@ -164,34 +168,84 @@ class Batch:
         dones: list[tuple[Any, ...]] = []
         removed: list[tuple[Any, ...]] = []
         reopened: list[tuple[int]] = []
-        events = self._events
+        times, entries = self._times, self._entries
         for action in actions:
+            times.append(now)
             if isinstance(action, NodeChanged):
-                row = codec.node_row(action.pebble_id, action.node, action.branch, action.state)
+                row = self._node_row(action)
                 nodes.append(row)
-                data = _node_event(row[1], row[2], row[3], row[4])
-                events.append((now, "node_changed", action.pebble_id, None, data))
+                if not self._folded(row):
+                    entries.append(journal.node_entry(row[0], row[1], row[2], row[3], row[4]))
             elif isinstance(action, QueueJob):
-                jobs.append(codec.job_row(action.job, now))
-                events.append((now, "job_queued", action.job.pebble_id, action.job.id, None))
+                job = action.job
+                jobs.append(codec.job_row(job, now))
+                last = entries[-1] if entries else None
+                if last == journal.node_entry(job.pebble_id, job.node, branch_key(job.branch),
+                                              "queued", None):
+                    times.pop()
+                    entries[-1] = ["Q", job.id]  # the node's change and its job's queueing
+                else:
+                    entries.append(["q", job.id])
             elif isinstance(action, CancelJob):
                 cancels.append((now, action.job_id))
-                events.append((now, "job_cancelled", None, action.job_id, None))
+                entries.append(["c", action.job_id])
             elif isinstance(action, PebbleDone):
                 dones.append(_done_row(action, now))
-                data = _outcome_event(action.outcome)
-                events.append((now, "pebble_done", action.pebble_id, None, data))
+                entries.append(["d", action.pebble_id, str(action.outcome)])
             elif isinstance(action, NodeRemoved):
                 key = (action.pebble_id, action.node, branch_key(action.branch))
                 nodes = [row for row in nodes if row[:3] != key]
                 removed.append(key)
-                events.append((now, "node_removed", action.pebble_id, None, None))
+                entries.append(journal.other_entry("node_removed", action.pebble_id, None, None))
             elif isinstance(action, PebbleReopened):
                 reopened.append((action.pebble_id,))
-                events.append((now, "pebble_reopened", action.pebble_id, None, None))
+                entries.append(journal.other_entry("pebble_reopened", action.pebble_id, None, None))
             else:
+                times.pop()
                 raise TypeError(f"not a store action: {action!r}")
+        self._release_finishes()
         self._write(removed, reopened, nodes, jobs, cancels, dones)
+
+    def _node_row(self, action: NodeChanged) -> tuple[Any, ...]:
+        """The node's row; what its job's result row already holds is stored once.
+
+        When this change records the result of a job finished in this batch, the job
+        row keeps the stats (the node row refers to them, with the node's priority)
+        and the node row keeps the output (the job row's ``retval`` is then derived).
+        """
+        state = action.state
+        row = codec.node_row(action.pebble_id, action.node, action.branch, state)
+        if not (state.stats or state.output is not None) or not self._finishes:
+            return row
+        attempt = state.attempts + state.lost
+        key = make_job_id(action.pebble_id, action.node, action.branch, attempt)
+        finish = self._finishes.get(key)
+        if finish is None:
+            return row
+        finish_row, stats, retval = finish
+        if retval is not None and state.output is retval:
+            finish_row[1] = None
+        if codec.is_job_stats(state.stats, stats):
+            row = row[:11] + (codec.job_stats_ref(state.stats),) + row[12:]
+        return row
+
+    def _folded(self, row: tuple[Any, ...]) -> bool:
+        """Fold a node's change to done into the job_finished entry that caused it."""
+        if row[3] != "done" or not self._finish_entries:
+            return False
+        key = make_job_id(row[0], row[1], parse_branch(row[2]), row[9] + row[10])
+        entry = self._finish_entries.pop(key, None)
+        if entry is None or entry[2] != row[4]:
+            return False
+        entry[0] = "F"
+        return True
+
+    def _release_finishes(self) -> None:
+        """Write the held job results (before anything that reads or changes jobs)."""
+        if self._finishes:
+            self._release()
+            self._conn.executemany(FINISH_JOB, [f[0] for f in self._finishes.values()])
+            self._finishes.clear()
 
     def _write(self, *groups: list[Any]) -> None:
         statements = (DELETE_NODE, REOPEN_PEBBLE, UPSERT_NODE, INSERT_JOB, CANCEL_JOB,
@@ -208,7 +262,7 @@ class Batch:
         closes it as ``lost`` at the next start (:meth:`requeue_running`), so the
         execution that follows is a new attempt. No event row is added.
         """
-        self._release()
+        self._release_finishes()
         self._conn.executemany(DISPATCH_JOB, [(now, job_id) for job_id in job_ids])
 
     def job_started(
@@ -221,8 +275,7 @@ class Batch:
         """
         if write:
             self._hold(START_JOB, (now, worker, host, job_id))
-        data = codec.dumps({"worker": worker, "host": host})
-        self._events.append((now, "job_started", None, job_id, data))
+        self._event(now, ["s", job_id, worker, host])
 
     def job_finished(
         self,
@@ -240,11 +293,15 @@ class Batch:
         stored as NULL, empty ``stats`` likewise.
         """
         retval_json = None if retval is None else codec.dumps(retval)
-        stats_json = codec.dumps(stats) if stats else None
+        stats_json = codec.dumps(codec.rounded(stats)) if stats else None
         worker, host = stats.get("worker") or None, stats.get("node") or None
-        row = (outcome, retval_json, error, stats_json, worker, host, now, job_id)
-        self._hold(FINISH_JOB, row)
-        self._events.append((now, "job_finished", None, job_id, _outcome_event(outcome)))
+        row = [outcome, retval_json, error, stats_json, worker, host, now, job_id]
+        if job_id in self._finishes:
+            self._release_finishes()
+        self._finishes[job_id] = (row, stats, retval)
+        entry = ["f", job_id, outcome]
+        self._finish_entries[job_id] = entry
+        self._event(now, entry)
 
     def requeue_running(self, *, now: float) -> list[str]:
         """At resume: close every job left ``running`` and return their ids.
@@ -254,10 +311,11 @@ class Batch:
         and hand the ids to the engine as lost jobs there: its next attempts are then
         queued in the same transaction.
         """
-        self._release()
+        self._release_finishes()
         running = self._conn.execute(RUNNING_JOBS).fetchall()
         self._conn.execute(LOSE_RUNNING, (LOST_REASON, now))
-        self._events.extend((now, "job_lost", pid, jid, None) for jid, pid in running)
+        for jid, _ in running:
+            self._event(now, ["l", jid])
         return [jid for jid, _ in running]
 
     def set_status(self, channel: str, key: str, value: Any, *, now: float) -> None:
@@ -282,8 +340,11 @@ class Batch:
         data: Any = None,
     ) -> None:
         """Append one event of any ``kind`` to the event log."""
-        encoded = None if data is None else codec.dumps(data)
-        self._events.append((now, kind, pebble_id, job_id, encoded))
+        self._event(now, journal.other_entry(kind, pebble_id, job_id, data))
+
+    def _event(self, now: float, entry: journal.Entry) -> None:
+        self._times.append(now)
+        self._entries.append(entry)
 
     def cache_put(self, key: str, *, node: str, retval: Any, now: float) -> None:
         """Remember a successful result under the hash of its node's cached inputs."""
@@ -297,27 +358,19 @@ class Batch:
 
     def flush(self) -> None:
         """Write held rows and buffered events (:meth:`Store.batch` calls it before COMMIT)."""
+        self._release_finishes()
         self._release()
-        if self._events:
-            self._conn.executemany(INSERT_EVENT, self._events)
-            self._events.clear()
-
-
-@lru_cache(maxsize=4096)
-def _node_event(node: str, branch: str, status: str, outcome: str | None) -> str:
-    """Event data of a node change: ``{"node", "branch"?, "status", "outcome"?}``."""
-    data = {"node": node, "status": status}
-    if branch:
-        data["branch"] = branch
-    if outcome is not None:
-        data["outcome"] = outcome
-    return codec.dumps(data)
-
-
-@lru_cache(maxsize=64)
-def _outcome_event(outcome: str) -> str:
-    """Event data of a finished job or pebble: ``{"outcome"}``."""
-    return codec.dumps({"outcome": outcome})
+        if self._entries:
+            last = self._conn.execute(journal.LAST_SEQ).fetchone()
+            seq = 1 if last is None else last[0] + 1
+            rows = []
+            for ts, n, data in journal.pack(self._times, self._entries):
+                rows.append((seq, ts, n, data))
+                seq += n
+            self._conn.executemany(journal.INSERT, rows)
+            self._times.clear()
+            self._entries.clear()
+            self._finish_entries.clear()
 
 
 def _done_row(action: PebbleDone, now: float) -> tuple[Any, ...]:

@@ -82,6 +82,11 @@ dumps = _make_dumps()
 """Compact JSON text of a value (see the module contract for odd types)."""
 
 
+def rounded(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """``stats`` with float values rounded to microseconds (what a job's timings hold)."""
+    return {k: round(v, 6) if type(v) is float else v for k, v in stats.items()}
+
+
 def dumps_opt(value: Any) -> str | None:
     """:func:`dumps`, except that ``None`` and empty mappings are stored as NULL."""
     if value is None or (isinstance(value, Mapping) and not value):
@@ -130,9 +135,53 @@ def node_row(pebble_id: int, node: str, branch: Branch, state: NodeState) -> tup
     )
 
 
-def node_state(row: Sequence[Any]) -> NodeState:
-    """Inverse of :func:`node_row` for the :data:`NODE_COLUMNS` part of a row."""
+JOB_STATS_KEY = "@job"
+"""A node's stored stats ``{"@job": priority}``: its job's stats plus that priority."""
+
+
+def is_job_stats(node_stats: Mapping[str, Any], job_stats: Mapping[str, Any]) -> bool:
+    """Are ``node_stats`` exactly ``job_stats`` plus the node's ``priority``?"""
+    return (
+        "priority" in node_stats
+        and "priority" not in job_stats
+        and len(node_stats) == len(job_stats) + 1
+        and all(node_stats.get(k, _ABSENT) == v for k, v in job_stats.items())
+    )
+
+
+def job_stats_ref(node_stats: Mapping[str, Any]) -> str:
+    """The stored form of node stats that :func:`is_job_stats` found to be the job's."""
+    return dumps({JOB_STATS_KEY: node_stats["priority"]})
+
+
+def node_stats(stored: str | None, job_stats: str | None) -> Any:
+    """A node's stats as a dict from its stored text and, for a reference, its job's."""
+    if stored is None:
+        return None
+    value = json.loads(stored)
+    if isinstance(value, dict) and len(value) == 1 and JOB_STATS_KEY in value:
+        merged = json.loads(job_stats) if job_stats else {}
+        merged["priority"] = value[JOB_STATS_KEY]
+        return merged
+    return value
+
+
+_ABSENT = object()
+
+JOB_OF_NODE = (
+    "LEFT JOIN jobs AS j ON n.stats LIKE '{\"@job\"%' AND j.id = n.pebble_id || '/' || n.node"
+    " || CASE n.branch WHEN '' THEN '' ELSE '/' || n.branch END || '#' || (n.attempts + n.lost)"
+)
+"""Joins a node row ``n`` to the job row ``j`` its stats refer to (NULL columns if none)."""
+
+
+def node_state(row: Sequence[Any], job_stats: str | None = None) -> NodeState:
+    """Inverse of :func:`node_row` for the :data:`NODE_COLUMNS` part of a row.
+
+    ``job_stats`` is the ``stats`` text of the job a stats reference names.
+    """
     status, outcome, output, error, resolved_by, combined, attempts, lost, stats, n = row
+    stats = node_stats(stats, job_stats)
     return NodeState(
         status=NodeStatus(status),
         outcome=None if outcome is None else Outcome(outcome),
@@ -142,16 +191,16 @@ def node_state(row: Sequence[Any]) -> NodeState:
         combined=None if combined is None else Outcome(combined),
         attempts=attempts,
         lost=lost,
-        stats=EMPTY if stats is None else frozen_map(json.loads(stats)),
+        stats=EMPTY if stats is None else frozen_map(stats),
         branches=n,
     )
 
 
-def node_dict(row: Sequence[Any]) -> dict[str, Any]:
-    """The :data:`NODE_COLUMNS` part of a row as a JSON-friendly dict."""
+def node_dict(row: Sequence[Any], job_stats: str | None = None) -> dict[str, Any]:
+    """The :data:`NODE_COLUMNS` part of a row as a JSON-friendly dict (see :func:`node_state`)."""
     state = dict(zip(NODE_COLUMNS, row))
     state["output"] = loads(state["output"])
-    state["stats"] = loads(state["stats"]) or {}
+    state["stats"] = node_stats(state["stats"], job_stats) or {}
     return state
 
 

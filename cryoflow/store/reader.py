@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cryoflow.store import codec
+from cryoflow.store import codec, journal
 from cryoflow.store.guard import translated
 
 _PEBBLE_COLUMNS = (
@@ -39,8 +39,9 @@ _PEBBLE_FILTERS = {
     "after_id": "id > ?",
 }
 _NODES_OF = (
-    "SELECT node, branch, status, outcome, output, error, resolved_by, combined, attempts,"
-    " lost, stats, branches FROM nodes WHERE pebble_id = ?"
+    "SELECT n.node, n.branch, n.status, n.outcome, n.output, n.error, n.resolved_by,"
+    " n.combined, n.attempts, n.lost, n.stats, n.branches, j.stats FROM nodes AS n "
+    + codec.JOB_OF_NODE + " WHERE n.pebble_id = ?"
 )
 _NODE_LABELS = (
     "SELECT node, CASE WHEN status = 'done' THEN outcome ELSE status END, count(*)"
@@ -61,12 +62,21 @@ _JOB_COLUMNS = codec.JOB_KEY_COLUMNS + (
     "error",
     "stats",
 )
-_JOB_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
+_JOB_SELECT = (
+    "SELECT " + ", ".join("j." + c for c in _JOB_COLUMNS).replace(
+        "j.retval", "coalesce(j.retval, n.output)")
+    + " FROM jobs AS j LEFT JOIN nodes AS n ON j.retval IS NULL AND j.outcome = 'success'"
+    " AND n.pebble_id = j.pebble_id AND n.node = j.node AND n.branch = j.branch"
+    " AND n.attempts + n.lost = j.attempt"
+)
+"""A job's ``retval`` is stored once, as its node's output, when that is the same value."""
 _JOB_FILTERS = {
-    "state": "state = ?",
-    "node": "node = ?",
-    "pebble_id": "pebble_id = ?",
-    "after": "id > ?",
+    "state": "j.state = ?",
+    "node": "j.node = ?",
+    "pebble_id": "j.pebble_id = ?",
+    "id_from": "j.id >= ?",
+    "id_below": "j.id < ?",
+    "after": "j.id > ?",
 }
 
 _LOG_COLUMNS = ("id", "ts", "level", "pebble_id", "job_id", "node", "message")
@@ -80,9 +90,6 @@ _LOG_FILTERS = {
     "grep": "instr(message, ?) > 0",
     "since": "ts >= ?",
 }
-_EVENTS = (
-    "SELECT seq, ts, kind, pebble_id, job_id, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
-)
 _STATUS = "SELECT channel, key, value FROM status"
 _TOTALS = (
     "SELECT (SELECT count(*) FROM pebbles),"
@@ -138,8 +145,8 @@ class Queries:
         pebble = _pebble_dict(row)
         tree: dict[str, dict[str, Any]] = {}
         pebble["nodes"] = tree
-        for node, branch, *state in nodes:
-            tree.setdefault(node, {})[branch] = codec.node_dict(state)
+        for node, branch, *state, job_stats in nodes:
+            tree.setdefault(node, {})[branch] = codec.node_dict(state, job_stats)
         return pebble
 
     def pebbles(
@@ -194,14 +201,17 @@ class Queries:
         after: str | None = None,
     ) -> list[dict[str, Any]]:
         """Jobs ordered by id, after the job id ``after`` (see :meth:`job`)."""
-        filters = {"state": state, "node": node, "pebble_id": pebble_id, "after": after}
+        filters: dict[str, Any] = {"state": state, "node": node, "pebble_id": pebble_id,
+                                   "after": after}
+        if pebble_id is not None:  # its job ids are the range "12/" <= id < "120"
+            filters.update(id_from=f"{pebble_id}/", id_below=f"{pebble_id}0")
         clause, params = where(filters, _JOB_FILTERS)
-        rows = self._all(_JOB_SELECT + clause + " ORDER BY id LIMIT ?", [*params, limit])
+        rows = self._all(_JOB_SELECT + clause + " ORDER BY j.id LIMIT ?", [*params, limit])
         return [_job_dict(row) for row in rows]
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         """One job: its columns, with ``spec`` the whole JobSpec as a dict."""
-        rows = self._all(_JOB_SELECT + " WHERE id = ?", (job_id,))
+        rows = self._all(_JOB_SELECT + " WHERE j.id = ?", (job_id,))
         return _job_dict(rows[0]) if rows else None
 
     def logs(
@@ -232,11 +242,8 @@ class Queries:
 
     def events(self, *, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """Events after ``after_seq`` in order: ``{seq, ts, kind, pebble_id, job_id, data}``."""
-        rows = self._all(_EVENTS, (after_seq, limit))
-        return [
-            {"seq": s, "ts": ts, "kind": k, "pebble_id": p, "job_id": j, "data": codec.loads(d)}
-            for s, ts, k, p, j, d in rows
-        ]
+        rows = self._all(journal.READ, (after_seq, limit + 1))
+        return journal.read(rows, after_seq, limit)
 
     def status_values(self, channel: str | None = None) -> dict[str, dict[str, Any]]:
         """The latest status values: ``{channel: {key: value}}``."""

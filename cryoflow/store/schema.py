@@ -129,7 +129,25 @@ CREATE TABLE cache(
 """
 """Results of successful jobs of nodes with ``cache``, by the hash of their inputs."""
 
-MIGRATIONS: list[str] = [_V1, _V2]
+_V3 = """
+CREATE TABLE journal(
+    seq INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    n INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+INSERT INTO journal(seq, ts, n, data)
+    SELECT seq, ts, 1, json_array(json_array(kind, pebble_id, job_id, json(data))) FROM events;
+DROP TABLE events;
+DROP INDEX jobs_ready;
+DROP INDEX jobs_pebble;
+CREATE INDEX jobs_open ON jobs(state, node) WHERE state IN ('queued', 'running');
+"""
+"""The event log packed one row per commit (:mod:`cryoflow.store.journal`); only open
+jobs are indexed by state (a finished job leaves the index once, and a pebble's jobs are
+found by their id prefix)."""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 """``MIGRATIONS[i]`` is the DDL script from schema version ``i`` to ``i + 1``."""
 
 _HAS_META = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"

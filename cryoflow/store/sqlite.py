@@ -56,8 +56,8 @@ ACTIVE_PEBBLES = (
 )
 ACTIVE_NODES = (
     "SELECT n.pebble_id, n.node, n.branch, n.status, n.outcome, n.output, n.error,"
-    " n.resolved_by, n.combined, n.attempts, n.lost, n.stats, n.branches"
-    " FROM pebbles AS p JOIN nodes AS n ON n.pebble_id = p.id"
+    " n.resolved_by, n.combined, n.attempts, n.lost, n.stats, n.branches, j.stats"
+    " FROM pebbles AS p JOIN nodes AS n ON n.pebble_id = p.id " + codec.JOB_OF_NODE +
     " WHERE p.state = 'active' AND p.outcome IS NULL AND p.id BETWEEN ? AND ?"
     " ORDER BY p.id"
 )
@@ -215,7 +215,8 @@ class Store(Queries):
 def _resumed(pebbles: list[Any], nodes: list[Any]) -> Iterator[Resumed]:
     states: dict[int, dict[tuple[str, Branch], NodeState]] = {}
     for pebble_id, rows in groupby(nodes, key=lambda r: r[0]):
-        states[pebble_id] = {(r[1], parse_branch(r[2])): codec.node_state(r[3:]) for r in rows}
+        states[pebble_id] = {
+            (r[1], parse_branch(r[2])): codec.node_state(r[3:-1], r[-1]) for r in rows}
     for pebble_id, input_node, item in pebbles:
         yield pebble_id, input_node, codec.loads(item), states.get(pebble_id, {})
 
