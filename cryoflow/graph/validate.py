@@ -292,6 +292,9 @@ def _run_if_refs(node: Node, facts: GraphFacts, problems: Problems) -> None:
 # references along the graph
 
 
+_HOST_KEYS = frozenset({"node"})
+
+
 class _References:
     """``output``/``stat`` references and ``depends``, checked against ancestors."""
 
@@ -326,8 +329,13 @@ class _References:
     def _reference(self, node: Node, what: str, spec: ArgSpec) -> None:
         head, key = spec.ref_node or "", spec.ref_key or ""
         where = self.facts.labels[node.name]
-        soft = spec.has_default
+        # An output with a default never fails a run, so it is only a note; so is the
+        # host, which CryoCloud graphs read as an output ("parent.node").
+        soft = spec.has_default or (spec.source is ArgSource.OUTPUT and key in _HOST_KEYS)
         text = f"{what}: {spec.source.value} {spec.ref!r}"
+        if not spec.has_default and spec.source is ArgSource.OUTPUT and key in _HOST_KEYS:
+            text += f' (the host that ran a node is {{"stat": "{head}.{key}"}})'
+
         if head == "parent":
             self._parent_reference(node, key, spec, text, soft)
         elif head not in self.all_names:
