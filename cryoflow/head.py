@@ -39,7 +39,7 @@ from cryoflow.failpoints import Failpoints
 from cryoflow.graph.model import Graph, Outcome, WorkerClass
 from cryoflow.graph.modules import builtin_modules_dir
 from cryoflow.staging.tempdirs import remove_pebble_tempdirs
-from cryoflow.store import Store
+from cryoflow.store import Retention, Store
 from cryoflow.workers.base import DEFAULT_MAX_RESULT_BYTES, Executor, JobResult, Task
 from cryoflow.workers.results import result_cap
 
@@ -142,6 +142,7 @@ class Head:
         clock: Callable[[], float] = time.time,
         failpoints: Failpoints | None = None,
         use_cache: bool = True,
+        retention: Retention | None = None,
     ) -> None:
         self.graph = graph
         self.store = store
@@ -153,6 +154,10 @@ class Head:
         self.clock = clock
         self.failpoints = failpoints or Failpoints()
         self.use_cache = use_cache
+        self.retention = (retention if retention is not None
+                          else Retention.from_config(self.config.get("retention")))
+        """Finished pebbles the store keeps (config ``retention``); pruned as the head runs."""
+        self._pruned_at = (0.0, 0)
         self.engine = Engine(graph, options=self.options, config=self.config,
                              poison_limit=poison_limit)
         self.status: dict[tuple[str, str], Any] = {}
@@ -312,8 +317,23 @@ class Head:
             if not offer.future.done():
                 offer.future.set_result(pebble_id)
         self._committed(actions)
+        self._prune(now)
         if not (self.engine.active or self._pending or len(self.dispatcher)):
             self._idle.set()
+
+    def _prune(self, now: float) -> None:
+        """Let retention remove old finished pebbles, every ``interval_s`` or ``batch``."""
+        if not self.retention.active:
+            return
+        finished = self.counts.completed + self.counts.failed
+        when, count = self._pruned_at
+        if now - when < self.retention.interval_s and finished - count < self.retention.batch:
+            return
+        self._pruned_at = (now, finished)
+        try:
+            self.store.prune(self.retention, now=now)
+        except StoreError as exc:
+            log.warning("could not prune finished pebbles: %s", exc)
 
     def _commit(
         self, pending: _Pending, now: float

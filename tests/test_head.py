@@ -10,7 +10,7 @@ from enginekit import graph, node
 
 from cryoflow.graph.model import Graph, Node
 from cryoflow.head import Head, missing_classes
-from cryoflow.store import Store
+from cryoflow.store import Retention, Store
 from cryoflow.workers.inline import InlineExecutor
 
 ECHO = str(Path(__file__).parent / "data" / "head_modules" / "echo.py")
@@ -191,3 +191,30 @@ def test_without_the_cache_every_job_runs(tmp_path: Path) -> None:
     head = asyncio.run(go())
     assert len([line for line in head.store.logs() if line["message"] == "echo 1"]) == 2
     head.store.close()
+
+
+def test_a_head_with_retention_keeps_only_the_newest_finished_pebbles(tmp_path: Path) -> None:
+    async def go() -> tuple[list[int], dict[str, int], list[int]]:
+        store = Store.open(tmp_path, workflow="t")
+        head = Head(chain(), store=store, executor=InlineExecutor(),
+                    retention=Retention(keep_pebbles=2, interval_s=0.0))
+        await head.start()
+        ids = [await head.offer("In", {"n": i}) for i in range(6)]
+        await asyncio.wait_for(head.wait_idle(), 20)
+        await head.stop()
+        kept = [p["id"] for p in store.pebbles()]
+        counts = store.pebble_counts()
+        store.close()
+        return ids, counts, kept
+
+    ids, counts, kept = asyncio.run(go())
+    assert kept == ids[-2:]
+    assert counts == {"active": 0, "completed": 6, "failed": 0}
+
+
+def test_retention_is_read_from_the_workflow_config(tmp_path: Path) -> None:
+    with Store.open(tmp_path, workflow="t") as store:
+        head = Head(chain(), store=store, executor=InlineExecutor(),
+                    config={"retention": {"keep_pebbles": 1000, "max_age_days": 7}})
+    assert head.retention.keep_pebbles == 1000
+    assert head.retention.max_age_s == 7 * 86400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -24,9 +25,9 @@ from cryoflow.engine.records import (
     QueueJob,
     job_id,
 )
-from cryoflow.errors import StoreError, StoreFullError
+from cryoflow.errors import ConfigError, StoreError, StoreFullError
 from cryoflow.graph.model import Outcome, WorkerClass
-from cryoflow.store import Store, codec, guard, schema
+from cryoflow.store import Retention, Store, codec, guard, schema
 from cryoflow.store import sqlite as store_sqlite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -867,3 +868,71 @@ def test_a_result_no_node_took_keeps_its_own_retval(store: Store) -> None:
                        stats={"worker": "w"}, now=13.0)
     assert must(store.job(job.id))["retval"] == {"late": True}
     assert must(store.job(job.id))["stats"] == {"worker": "w"}
+
+
+# ------------------------------------------------------------ retention
+
+
+def finish_pebbles(store: Store, ids: list[int], *, now: float, failed: bool = False) -> None:
+    """Give each pebble a node, a finished job and a log line, then finish it."""
+    outcome = PebbleOutcome.FAILED if failed else PebbleOutcome.COMPLETED
+    with store.batch() as b:
+        for pid in ids:
+            job = spec(pid)
+            b.apply([QueueJob(job)], now=now)
+            b.job_finished(job.id, outcome="success", retval={"big": "x" * 200}, error=None,
+                           stats={"worker": "w"}, now=now)
+            b.add_logs([(now, "INFO", pid, job.id, "A", "line")])
+            b.apply([NodeChanged(pid, "A", (), NodeState(NodeStatus.DONE, Outcome.SUCCESS)),
+                     PebbleDone(pid, outcome)], now=now)
+
+
+def test_retention_keeps_the_newest_finished_pebbles_and_counts_the_rest(store: Store) -> None:
+    ids = add(store, 10)
+    finish_pebbles(store, ids[:6], now=20.0)
+    finish_pebbles(store, ids[6:8], now=21.0, failed=True)
+    before = store.pebble_counts()
+    assert store.prune(Retention(keep_pebbles=3), now=30.0) == 5
+    assert [p["id"] for p in store.pebbles()] == ids[5:]
+    assert store.pebble_counts() == before == {"active": 2, "completed": 6, "failed": 2}
+    assert store.jobs(pebble_id=ids[0]) == [] and store.logs(pebble_id=ids[0]) == []
+    assert store.pebble(ids[0]) is None
+    assert [j["id"] for j in store.jobs()] == [spec(pid).id for pid in ids[5:8]]
+    assert store.prune(Retention(keep_pebbles=3), now=31.0) == 0
+    assert store.integrity_check() == ("ok", [])
+
+
+def test_retention_by_age_removes_only_pebbles_finished_before_it(store: Store) -> None:
+    ids = add(store, 4)
+    finish_pebbles(store, ids[:2], now=100.0)
+    finish_pebbles(store, ids[2:3], now=5000.0)
+    day = Retention(max_age_s=1000.0)
+    assert store.prune(day, now=5500.0) == 2
+    assert [p["id"] for p in store.pebbles()] == ids[2:]
+    assert [e["ts"] for e in store.events()][0] >= 100.0
+
+
+def test_a_pruned_store_reuses_its_pages_instead_of_growing(tmp_path: Path) -> None:
+    keep = Retention(keep_pebbles=50)
+    with Store.open(tmp_path, workflow="wf") as s:
+        sizes = []
+        for round_ in range(6):
+            ids = add(s, 200)
+            finish_pebbles(s, ids, now=10.0 + round_)
+            while s.prune(keep, now=20.0 + round_):
+                pass
+            s.checkpoint()
+            sizes.append(s.path.stat().st_size)
+        assert len(s.pebbles(limit=1000)) == 50
+    assert max(sizes[2:]) <= sizes[1] * 1.1, sizes
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"keep": 3}, "unknown key(s) keep"),
+    ({"keep_pebbles": -1}, "keep_pebbles must be a whole number"),
+    ({"max_age_days": "soon"}, "max_age_days must be a number > 0"),
+    ([1], "retention must be a mapping"),
+])
+def test_a_bad_retention_setting_is_refused_with_what_to_change(config: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Retention.from_config(config)

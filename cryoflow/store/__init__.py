@@ -6,6 +6,7 @@
 """
 
 from cryoflow.store.reader import StoreReader
+from cryoflow.store.retention import Retention
 from cryoflow.store.sqlite import Batch, Store
 
-__all__ = ["Batch", "Store", "StoreReader"]
+__all__ = ["Batch", "Retention", "Store", "StoreReader"]

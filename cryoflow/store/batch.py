@@ -26,6 +26,7 @@ from cryoflow.engine.records import (
 )
 from cryoflow.engine.records import job_id as make_job_id
 from cryoflow.store import codec, journal
+from cryoflow.store import retention as retention_
 
 INSERT_PEBBLE = (
     "INSERT INTO pebbles(id, input_node, item, created, idem_key, seen_key)"
@@ -350,6 +351,12 @@ class Batch:
         """Remember a successful result under the hash of its node's cached inputs."""
         self._release()
         self._conn.execute(PUT_CACHE, (key, node, codec.dumps_opt(retval), now))
+
+    def prune(self, retention: retention_.Retention, *, now: float,
+              limit: int | None = None) -> int:
+        """Remove finished pebbles that ``retention`` lets go; return how many."""
+        self._release_finishes()
+        return retention_.prune(self._conn, retention, now=now, limit=limit)
 
     def has_seen(self, key: str) -> bool:
         """Whether a pebble was stored with ``seen_key=key``."""

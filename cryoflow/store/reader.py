@@ -18,6 +18,7 @@ from typing import Any
 
 from cryoflow.store import codec, journal
 from cryoflow.store.guard import translated
+from cryoflow.store.retention import PRUNED, pruned_counts
 
 _PEBBLE_COLUMNS = (
     "id",
@@ -184,8 +185,8 @@ class Queries:
         return counts
 
     def pebble_counts(self) -> dict[str, int]:
-        """``{"active", "completed", "failed"}`` pebble counts."""
-        counts = {"active": 0, "completed": 0, "failed": 0}
+        """``{"active", "completed", "failed"}`` pebble counts (pruned ones included)."""
+        counts = {"active": 0, **pruned_counts(self._all(PRUNED))}
         for state, outcome, n in self._all(_PEBBLE_COUNTS):
             key = "active" if state == "active" else outcome
             counts[key] = counts.get(key, 0) + n

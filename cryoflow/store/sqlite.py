@@ -37,6 +37,7 @@ from cryoflow.store import codec, guard, schema
 from cryoflow.store.batch import Batch
 from cryoflow.store.lock import StateLock
 from cryoflow.store.reader import Queries, StoreReader, snapshot
+from cryoflow.store.retention import Retention
 
 DB_NAME = guard.DB_NAME
 BUSY_TIMEOUT_S = 5.0
@@ -173,6 +174,12 @@ class Store(Queries):
             except BaseException:
                 _rollback(conn)
                 raise
+
+    def prune(self, retention: Retention, *, now: float, limit: int | None = None) -> int:
+        """Remove finished pebbles ``retention`` lets go, in one transaction (see
+        :mod:`cryoflow.store.retention`); return how many went."""
+        with self.batch() as tx:
+            return tx.prune(retention, now=now, limit=limit)
 
     def reader(self) -> StoreReader:
         """A new read-only connection for another thread; closed with the store."""
