@@ -37,6 +37,7 @@ from cryoflow.graph.model import ENTRY, Graph
 from cryoflow.head import Head, missing_classes
 from cryoflow.store import Store
 from cryoflow.workers.base import Executor
+from cryoflow.workers.onhead import with_on_head
 
 log = logging.getLogger("cryoflow")
 
@@ -58,8 +59,9 @@ def daemon_executor(graph: Graph, settings: RunSettings, queue: ColonyQueue) -> 
     if any(n.docker for n in graph) and settings.executor == "local" and not settings.kubernetes:
         containers = build_executor(replace(settings, executor="docker"))
     external = queue if has_external_nodes(graph) else None
-    return routed_executor(build_executor(settings), containers=containers, external=external,
-                           route_images=False)
+    routed = routed_executor(build_executor(settings), containers=containers,
+                             external=external, route_images=False)
+    return with_on_head(routed, graph)
 
 
 def run_workflow(graph: Graph, options: Mapping[str, Any], settings: RunSettings) -> int:
@@ -73,12 +75,13 @@ def run_workflow(graph: Graph, options: Mapping[str, Any], settings: RunSettings
 
 
 async def _run(graph: Graph, options: dict[str, Any], settings: RunSettings) -> int:
+    await _check_services(graph)
     state_dir = settings.state_dir or default_state_dir(graph)
     held = _what_fresh_discards(state_dir) if settings.fresh else None
     queue = ColonyQueue()
     executor = daemon_executor(graph, settings, queue)
     problems = missing_classes(graph, executor.capacity())
-    if problems:
+    if problems and settings.executor != "dask":  # Dask: checked once connected
         raise CryoflowError("; ".join(problems))
     head = open_head(graph, state_dir, executor, fresh=settings.fresh, options=options,
                      config=settings.config, module_paths=tuple(map(str, settings.module_paths)),
@@ -120,6 +123,34 @@ async def _run_head(head: Head, options: dict[str, Any], settings: RunSettings,
     return run.exit_code()
 
 
+async def _check_services(graph: Graph) -> None:
+    """Fetch each ``serviceURL``'s definition and check the node's args against it."""
+    if not any(node.service_url for node in graph):
+        return
+    from cryoflow.workers.services import check_services
+
+    checked = await asyncio.to_thread(check_services, graph)
+    for line in checked.warnings:
+        log.warning("%s", line)
+    if checked.errors:
+        raise CryoflowError("; ".join(checked.errors))
+
+
+async def _await_dask_workers(head: Head, settings: RunSettings) -> None:
+    """The cluster has a worker of each class the graph needs (``ccnode -a 1`` for admin
+    nodes), or the run stops saying which to start (after ``dask.workers_timeout_s``)."""
+    from cryoflow.workers.dask import await_worker_classes
+
+    needed: dict[Any, list[str]] = {}
+    for node in head.graph:
+        if not node.is_input:
+            needed.setdefault(node.needs, []).append(node.name)
+    section = settings.config.get("dask")
+    timeout_s = float(section.get("workers_timeout_s", 30)) if isinstance(section, dict) else 30.0
+    where = settings.scheduler or "the LocalCluster"
+    await await_worker_classes(needed, head.executor.capacity, where, timeout_s)
+
+
 def _live_console() -> Console:
     """The terminal's console; log lines go through it so they print above the view."""
     console = Console(highlight=False)
@@ -147,6 +178,8 @@ class _Run:
     async def execute(self) -> None:
         loop = asyncio.get_running_loop()
         await self.head.start()
+        if self.settings.executor == "dask":
+            await _await_dask_workers(self.head, self.settings)
         api = await _start_http(self.head, self.settings, self.routes)
         self._install_signals(loop)
         try:

@@ -228,7 +228,7 @@ def build_node(
         priority=int(keys.get("priority", DEFAULT_PRIORITY)),
         worker_class=_WORKER_CLASS[keys.get("type", "normal")],
         gpu=truth(keys.get("gpu", False)),
-        max_parallel=_int_or_none(keys.get("max_parallel")),
+        max_parallel=_int_or_none(keys.get("max_parallel", keys.get("replicas"))),
         restrictions=_restrictions(keys, where, ctx),
         timeout_s=_float_or_none(keys.get("timeout")),
         retries=int(keys.get("retries", 0)),

@@ -36,7 +36,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -390,3 +390,34 @@ def _combine(payloads: Sequence[Mapping[str, Any]]) -> JobResult:
 
 def _error_text(task: Task, exc: BaseException) -> str:
     return f"Dask could not run job {task.id} of node {task.node}: {type(exc).__name__}: {exc}"
+
+
+async def await_worker_classes(
+    needed: Mapping[WorkerClass, Sequence[str]],
+    capacity: Callable[[], Mapping[WorkerClass, int]],
+    where: str,
+    timeout_s: float = 30.0,
+) -> None:
+    """Wait until the connected cluster has a slot of each ``needed`` worker class.
+
+    ``needed`` maps each class to the nodes that need it; ``capacity`` reads the
+    executor's slots (the workers' Dask resources, looked up every ``refresh_s``).
+    Raises :class:`WorkerError` naming the nodes and the ``ccnode`` flag to start the
+    missing workers with, once ``timeout_s`` passed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        slots = capacity()
+        missing = [c for c in needed if slots.get(c, 0) <= 0]
+        if not missing:
+            return
+        if loop.time() >= deadline:
+            raise WorkerError("; ".join(
+                f"nodes {', '.join(needed[c])} need {c.value} workers but the Dask cluster at "
+                f"{where} has none after {timeout_s:g} s; start one with "
+                f"ccnode --scheduler {where} {_CCNODE_FLAG[c]}" for c in missing))
+        await asyncio.sleep(0.2)
+
+
+_CCNODE_FLAG = {WorkerClass.NORMAL: "-n 1", WorkerClass.ADMIN: "-a 1", WorkerClass.GPU: "--gpus 1"}
