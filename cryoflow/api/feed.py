@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cryoflow.engine.records import NodeChanged
+from cryoflow.engine.records import Action, NodeChanged
 from cryoflow.store.reader import Queries
 
 log = logging.getLogger("cryoflow.api")
@@ -186,8 +186,7 @@ class LastOutputs:
                     if state["outcome"] == "success" and state["output"] is not None:
                         self.outputs[name.split("@", 1)[0]] = state["output"]
 
-    def __call__(self, kind: str, data: Mapping[str, Any]) -> None:
-        action = data.get("action")
+    def __call__(self, action: Action) -> None:
         if isinstance(action, NodeChanged) and action.state.outcome == "success":
             if action.state.output is not None:
                 self.outputs[action.node.split("@", 1)[0]] = action.state.output

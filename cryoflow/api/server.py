@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -24,8 +23,9 @@ from cryoflow.api.events import EventHub
 from cryoflow.api.feed import EventFeed, LastOutputs
 from cryoflow.api.metrics import MetricsCollector
 from cryoflow.api.params import MAX_BODY_BYTES, query_middleware
+from cryoflow.engine.records import Action
 from cryoflow.errors import ConfigError
-from cryoflow.head import Head
+from cryoflow.head import Head, Listener
 
 log = logging.getLogger("cryoflow.api")
 
@@ -69,7 +69,7 @@ class ApiServer:
     url: str
     context: ApiContext
     runner: web.AppRunner
-    listener: Any
+    listener: Listener
 
     async def stop(self) -> None:
         """Close the WebSockets, stop the feed, and stop listening."""
@@ -127,15 +127,15 @@ def _start_side_parts(context: ApiContext) -> None:
     context.feed.subscribe(context.metrics)
 
 
-def _listener(context: ApiContext) -> Any:
+def _listener(context: ApiContext) -> Listener:
     """The head listener: remember outputs, wake the feed; never raises into the head."""
 
-    def on_change(kind: str, data: Mapping[str, Any]) -> None:
+    def on_change(action: Action) -> None:
         try:
-            context.outputs(kind, data)
+            context.outputs(action)
             context.feed.wake()
         except Exception:
-            log.exception("the API's listener failed on %s", kind)
+            log.exception("the API's listener failed on %s", type(action).__name__)
 
     return on_change
 

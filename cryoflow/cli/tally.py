@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from cryoflow.engine.records import NodeChanged, NodeStatus, PebbleDone, PebbleOutcome, job_id
+from cryoflow.engine.records import (
+    Action,
+    NodeChanged,
+    NodeStatus,
+    PebbleDone,
+    PebbleOutcome,
+    job_id,
+)
 
 FAILED_OUTCOMES = ("error", "timeout", "cancel")
 KEPT_FAILURES = 20
@@ -59,9 +64,8 @@ class RunTally:
     changes: int = 0
     """Bumped on every counted change, so a periodic line can tell nothing happened."""
 
-    def __call__(self, kind: str, data: Mapping[str, Any]) -> None:
-        """The head's listener: ``(action class name, {"action": action})``."""
-        action = data.get("action")
+    def __call__(self, action: Action) -> None:
+        """The head's listener: every committed action."""
         if isinstance(action, NodeChanged) and action.state.status is NodeStatus.DONE:
             self._node_done(action)
         elif isinstance(action, PebbleDone):

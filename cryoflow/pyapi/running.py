@@ -25,7 +25,7 @@ from typing import Any
 from cryoflow.api.server import RouteTable, start_api
 from cryoflow.daemon.root import build_executor, open_head, routed_executor
 from cryoflow.daemon.settings import RunSettings
-from cryoflow.engine.records import NodeChanged, PebbleDone
+from cryoflow.engine.records import Action, NodeChanged, PebbleDone
 from cryoflow.graph.grow import job_node
 from cryoflow.graph.model import ENTRY, Graph, Outcome, empty_map
 from cryoflow.head import Head
@@ -218,9 +218,8 @@ class ActiveTracker:
         self.head: Head | None = None
         self._runs: set[int] = set()
 
-    def __call__(self, kind: str, data: Mapping[str, Any]) -> None:
+    def __call__(self, action: Action) -> None:
         try:
-            action = data.get("action")
             if isinstance(action, NodeChanged) and "@" not in action.node:
                 self._changed(action)
             elif isinstance(action, PebbleDone):
@@ -228,7 +227,7 @@ class ActiveTracker:
                 self.catalog.end_run(action.pebble_id, "finished" if action.outcome == "completed"
                                      else "failed")
         except Exception:
-            log.exception("cannot update the active record for %s", kind)
+            log.exception("cannot update the active record for %s", type(action).__name__)
 
     def started(self, job_id: str) -> None:
         """A node's job started: it is ``running``."""
