@@ -2,6 +2,7 @@
 # Set up everything the tests need and run every check: ruff, mypy, the import contracts
 # (.importlinter), the test suite.
 #   - system packages (as root, only what is missing): chromium for the web-view tests,
+#     ffmpeg and git for the built-in modules that run them,
 #     openssh-server for the ssh staging tests, docker.io + debootstrap for the executor tests;
 #   - a virtual environment in .venv with cryoflow and its test extra;
 #   - dockerd on a private socket with locally built images, and (as root) a single-node
@@ -14,6 +15,11 @@ export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
     apt-get update -q
     apt-get install -y -q --no-install-recommends chromium
+fi
+# ffmpeg and git for the tests of the ffmpeg and git built-in modules
+if [ "$(id -u)" = 0 ] && { ! command -v ffmpeg >/dev/null || ! command -v git >/dev/null; }; then
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends ffmpeg git
 fi
 # redis-server: the real events queue of the operations' exit notices (started by a fixture)
 if [ "$(id -u)" = 0 ] && ! command -v redis-server >/dev/null; then
