@@ -100,7 +100,7 @@ async def _run_head(head: Head, options: dict[str, Any], settings: RunSettings,
                     routes: RouteTable) -> int:
     graph, store = head.graph, head.store
     run = _Run(head, InputRunner(head, graph, options, settings.config), settings, routes)
-    tally = RunTally()
+    tally = RunTally(merge_nodes=frozenset(n.name for n in graph if n.merge))
     head.listeners.append(tally)
     live = settings.live if settings.live is not None else sys.stdout.isatty()
     console = _live_console() if live else None
@@ -174,6 +174,7 @@ class _Run:
         self._stop = asyncio.Event()
         self.on_done: Callable[[str | None], Awaitable[None]] | None = None
         """Called once the work is done (the summary); the web view still serves."""
+        self.stayed = False
 
     async def execute(self) -> None:
         loop = asyncio.get_running_loop()
@@ -206,6 +207,7 @@ class _Run:
         if stay:
             print("ccworkflow: the web view stays open; Ctrl-C ends it", file=sys.stderr,
                   flush=True)
+            self.stayed = True
             await self._stop.wait()
 
     async def _wait(self) -> None:
@@ -239,7 +241,7 @@ class _Run:
         self._stop.set()
 
     def exit_code(self) -> int:
-        if self.signal == signal.SIGINT:
+        if self.signal == signal.SIGINT and not self.stayed:  # Ctrl-C after --stay: done
             return EXIT_INTERRUPTED
         if self.inputs.errors:
             for error in self.inputs.errors:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cryoflow.cli.tally import Failure, RunTally
+from cryoflow.cli.tally import NO_ERROR_TEXT, Failure, RunTally
 from cryoflow.graph.model import Graph
 from cryoflow.store.reader import Queries
 
@@ -39,7 +39,7 @@ class Pointers:
 def print_summary(console: Console, tally: RunTally, graph: Graph, store: Queries,
                   pointers: Pointers) -> None:
     """Print the whole summary to ``console``."""
-    console.print(headline(tally, graph.name))
+    console.print(headline(tally, graph.name), soft_wrap=True)
     if tally.nodes:
         console.print(node_table(tally, graph))
     shown = 0
@@ -51,9 +51,9 @@ def print_summary(console: Console, tally: RunTally, graph: Graph, store: Querie
     hidden = tally.failure_count - shown
     if hidden > 0:
         console.print(f"\n... and {hidden} more failed node{'s' * (hidden != 1)} "
-                      "(see the report or cclog)")
+                      "(see the report or cclog)", soft_wrap=True)
     for line in look_next(tally, pointers):
-        console.print(line)
+        console.print(line, soft_wrap=True)
 
 
 def headline(tally: RunTally, name: str) -> str:
@@ -103,12 +103,13 @@ def print_failure(console: Console, failure: Failure, store: Queries, *, fate: s
     tries = f" after {failure.attempts} attempts" if failure.attempts > 1 else ""
     console.print(f"\n{label}: {escape(failure.where)} ({failure.outcome}{tries})")
     for line in failure.error.strip().splitlines()[-6:] or [failure.outcome]:
-        console.print(f"  [red]{escape(line)}[/]")
+        style = "dim" if failure.error == NO_ERROR_TEXT else "red"
+        console.print(f"  [{style}]{escape(line)}[/]", soft_wrap=True)
     lines = last_log_lines(store, failure)
     if lines:
-        console.print("  last log lines:")
+        console.print("  last log lines:", soft_wrap=True)
         for line in lines:
-            console.print(f"    [dim]{escape(line)}[/]")
+            console.print(f"    [dim]{escape(line)}[/]", soft_wrap=True)
 
 
 def last_log_lines(store: Queries, failure: Failure, count: int = LOG_LINES) -> list[str]:

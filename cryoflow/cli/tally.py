@@ -22,6 +22,7 @@ from cryoflow.engine.records import (
 
 FAILED_OUTCOMES = ("error", "timeout", "cancel")
 KEPT_FAILURES = 20
+NO_ERROR_TEXT = "no error of its own: a parent's failure reached it"
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,25 @@ class RunTally:
     changes: int = 0
     """Bumped on every counted change, so a periodic line can tell nothing happened."""
 
+    merge_nodes: frozenset[str] = frozenset()
+    """Nodes that join split branches: their one run is the row that sums the branches."""
+
     def __call__(self, action: Action) -> None:
         """The head's listener: every committed action."""
         if isinstance(action, NodeChanged) and action.state.status is NodeStatus.DONE:
-            self._node_done(action)
+            if self._is_run(action):
+                self._node_done(action)
         elif isinstance(action, PebbleDone):
             self.pebbles[action.outcome.value] += 1
             self._pebble_done(action)
             self.changes += 1
+
+    def _is_run(self, action: NodeChanged) -> bool:
+        """Whether the row is one run of the node, not the sum of a split's branches."""
+        sums_branches = action.state.branches > 0
+        if action.node in self.merge_nodes:
+            return sums_branches or not action.branch
+        return not sums_branches
 
     def _node_done(self, action: NodeChanged) -> None:
         state = action.state
@@ -83,7 +95,7 @@ class RunTally:
             if len(self.failures) < KEPT_FAILURES:
                 self.failures.append(Failure(
                     action.pebble_id, action.node, tuple(action.branch), outcome,
-                    state.error or outcome, state.attempts))
+                    state.error or NO_ERROR_TEXT, state.attempts))
 
     def _pebble_done(self, done: PebbleDone) -> None:
         failed = done.failed_nodes if done.outcome is PebbleOutcome.FAILED else ()

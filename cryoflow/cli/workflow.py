@@ -203,6 +203,9 @@ def _fail(problems: Sequence[str]) -> int:
 
 
 def _act(graph: Graph, ns: argparse.Namespace) -> int:
+    problems = callable_problems(graph)
+    if problems and (ns.validate or not (ns.explain or ns.dot)):
+        return _fail(problems)
     if ns.validate:
         print(f"{graph.source}: ok ({_summary(graph)})")
         return EXIT_OK
@@ -217,6 +220,31 @@ def _act(graph: Graph, ns: argparse.Namespace) -> int:
     from cryoflow.cli.run import run_workflow
 
     return run_workflow(graph, options, settings)
+
+
+def callable_problems(graph: Graph) -> list[str]:
+    """Why each Python callable that this machine's workers would call cannot be imported.
+
+    Nodes for external executors (``executortype``) and ``inline:`` functions are left
+    alone: other processes resolve them.
+    """
+    from cryoflow.pyapi.calls import INLINE_PREFIX, CallableError, resolve
+
+    problems = []
+    for node in graph:
+        spec = node.args.get("callable")
+        if spec is None or spec.source is not ArgSource.LITERAL or node.extra.get("executortype"):
+            continue
+        ref, path = spec.value, node.args.get("path")
+        if not isinstance(ref, str) or ref.startswith(INLINE_PREFIX) or ":" not in ref:
+            continue
+        folder = path.value if path is not None and path.source is ArgSource.LITERAL else None
+        try:
+            resolve(ref, folder if isinstance(folder, str) else None)
+        except CallableError as e:
+            problems.append(f"{graph.source}: node '{node.name}': {e}; put the module on "
+                            "PYTHONPATH or give the node's 'path'")
+    return problems
 
 
 def _summary(graph: Graph) -> str:
