@@ -16,15 +16,11 @@ from typing import Any
 
 from cryoflow.engine.records import JobSpec
 from cryoflow.errors import ExprError
+from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import Graph, WorkerClass
 
 StatusLookup = Callable[[str, str], Any]
 """``(channel, param)`` → the latest status value, or None."""
-
-
-def base_name(node: str) -> str:
-    """``Handler@Wind`` (a global handler instance) → ``Handler``."""
-    return node.split("@", 1)[0]
 
 
 class Dispatcher:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from cryoflow.dispatch import Dispatcher, base_name
+from cryoflow.dispatch import Dispatcher
 from cryoflow.engine.core import Engine
 from cryoflow.engine.records import (
     Action,
@@ -36,6 +36,7 @@ from cryoflow.engine.records import (
 )
 from cryoflow.errors import StoreError
 from cryoflow.failpoints import Failpoints
+from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import Graph, Outcome, WorkerClass
 from cryoflow.graph.modules import builtin_modules_dir
 from cryoflow.staging.tempdirs import remove_pebble_tempdirs

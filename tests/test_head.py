@@ -8,10 +8,11 @@ from typing import Any
 
 from enginekit import graph, node
 
-from cryoflow.graph.model import Graph, Node
+from cryoflow.graph.model import Graph, Node, WorkerClass
 from cryoflow.head import Head, missing_classes
 from cryoflow.store import Retention, Store
 from cryoflow.workers.inline import InlineExecutor
+from cryoflow.workers.local import LocalExecutor
 
 ECHO = str(Path(__file__).parent / "data" / "head_modules" / "echo.py")
 
@@ -218,3 +219,76 @@ def test_retention_is_read_from_the_workflow_config(tmp_path: Path) -> None:
                     config={"retention": {"keep_pebbles": 1000, "max_age_days": 7}})
     assert head.retention.keep_pebbles == 1000
     assert head.retention.max_age_s == 7 * 86400
+
+
+NAP = str(Path(__file__).parent / "data" / "head_modules" / "nap.py")
+
+
+def levels(seconds: float) -> Graph:
+    """One job per pebble: ``Low`` (priority 10) or ``High`` (priority 90) by its level."""
+    def nap(name: str, priority: int, level: str) -> Node:
+        return node(name, ("In",), module="nap", module_ref=NAP, priority=priority,
+                    run_if=f"output:In.level == '{level}'", args={"seconds": seconds})
+
+    return graph(node("In", module="cmdline"), nap("Low", 10, "lo"), nap("High", 90, "hi"))
+
+
+async def _start_order(tmp_path: Path, seconds: float, low: int) -> list[str]:
+    """Offer ``low`` low-priority pebbles, then an urgent one once the third has run; return
+    the nodes in the order their jobs started on the one worker."""
+    store = Store.open(tmp_path, workflow="t")
+    executor = LocalExecutor(workers=1, admin_workers=0, prefetch=1)
+    head = Head(levels(seconds), store=store, executor=executor)
+    await head.start()
+    try:
+        for i in range(low):
+            await head.offer("In", {"level": "lo", "i": i})
+        await until_started(store, "Low", 3)
+        await head.offer("In", {"level": "hi"})
+        await asyncio.wait_for(head.wait_idle(), 60)
+    finally:
+        await head.stop()
+    jobs = [j for j in store.jobs(limit=1000) if j["outcome"] == "success"]
+    store.close()
+    return [j["node"] for j in sorted(jobs, key=lambda j: j["retval"]["started"])]
+
+
+async def until_started(store: Store, node: str, count: int) -> None:
+    for _ in range(3000):
+        if len([j for j in store.jobs(node=node, limit=1000) if j["state"] == "done"]) >= count - 1:
+            if store.jobs(node=node, state="running"):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} {node} jobs did not start")
+
+
+def test_an_urgent_job_starts_before_long_jobs_already_queued_at_a_busy_worker(
+        tmp_path: Path) -> None:
+    order = asyncio.run(_start_order(tmp_path, 0.4, 5))
+    assert order.index("High") == 3, order
+
+
+def test_short_jobs_are_still_sent_ahead_to_busy_workers(tmp_path: Path) -> None:
+    async def go() -> int:
+        store = Store.open(tmp_path, workflow="t")
+        executor = LocalExecutor(workers=1, admin_workers=0, prefetch=1)
+        head = Head(levels(0.0), store=store, executor=executor)
+        await head.start()
+        sent_ahead = 0
+        original = executor.submit
+
+        def submit(task: Any) -> None:
+            nonlocal sent_ahead
+            sent_ahead += not executor.slots()[WorkerClass.NORMAL][0]
+            original(task)
+
+        executor.submit = submit  # type: ignore[method-assign]
+        try:
+            await asyncio.gather(*(head.offer("In", {"level": "lo"}) for _ in range(50)))
+            await asyncio.wait_for(head.wait_idle(), 60)
+        finally:
+            await head.stop()
+            store.close()
+        return sent_ahead
+
+    assert asyncio.run(go()) > 10

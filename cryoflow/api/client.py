@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryoflow.errors import CryoflowError
+from cryoflow.graph.instances import base_name
 from cryoflow.store.guard import DB_NAME
 from cryoflow.store.reader import StoreReader
 from cryoflow.store.schema import read_meta
@@ -73,7 +74,7 @@ class StateSource:
             "workflow": self.name,
             "pebbles": reader.pebble_counts(),
             "nodes": [{"name": name, "counts": row} for name, row in sorted(counts.items())],
-            "running": [_running(job, status.get(job["node"].split("@", 1)[0], {})
+            "running": [_running(job, status.get(base_name(job["node"]), {})
                                  .get("progress")) for job in running],
             "classes": [],
         }

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryoflow.engine.records import Action, NodeChanged
+from cryoflow.graph.instances import base_name
 from cryoflow.store.reader import Queries
 
 log = logging.getLogger("cryoflow.api")
@@ -184,9 +185,9 @@ class LastOutputs:
             for name, branches in (pebble or {}).get("nodes", {}).items():
                 for state in branches.values():
                     if state["outcome"] == "success" and state["output"] is not None:
-                        self.outputs[name.split("@", 1)[0]] = state["output"]
+                        self.outputs[base_name(name)] = state["output"]
 
     def __call__(self, action: Action) -> None:
         if isinstance(action, NodeChanged) and action.state.outcome == "success":
             if action.state.output is not None:
-                self.outputs[action.node.split("@", 1)[0]] = action.state.output
+                self.outputs[base_name(action.node)] = action.state.output

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from cryoflow.api.feed import Message
 from cryoflow.api.views import parse_job_id
+from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import Graph, WorkerClass
 from cryoflow.store.reader import Queries
 
@@ -82,7 +83,7 @@ class MetricsCollector:
         if parsed is None:
             return
         _, node, _, attempt = parsed
-        base = node.split("@", 1)[0]
+        base = base_name(node)
         if kind == "job_queued":
             self._queued(job_id, base, attempt, ts)
         elif kind == "job_started" and job_id in self.open:

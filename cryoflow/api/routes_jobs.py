@@ -9,7 +9,7 @@ from aiohttp import web
 from cryoflow.api import views
 from cryoflow.api.context import ctx
 from cryoflow.api.params import conflict, integer, json_body, limit, not_found, number, text
-from cryoflow.dispatch import base_name
+from cryoflow.graph.instances import base_name
 
 routes = web.RouteTableDef()
 

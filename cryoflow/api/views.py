@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import ENTRY, Graph, Node
 
 OPEN_LABELS = ("waiting", "queued", "deferred", "split")
@@ -55,7 +56,7 @@ def merge_counts(counts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str,
     """Counts keyed by node base name (global handler instances ``H@N`` fold into ``H``)."""
     merged: dict[str, dict[str, int]] = {}
     for name, row in counts.items():
-        target = merged.setdefault(name.split("@", 1)[0], {})
+        target = merged.setdefault(base_name(name), {})
         for label, n in row.items():
             target[label] = target.get(label, 0) + n
     return merged
@@ -229,7 +230,7 @@ def _active_object(graph: Graph, node: Node, status: Mapping[str, str],
 def pebble_statuses(graph: Graph, pebble: Mapping[str, Any],
                     jobs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """Each node's status within one pebble (unreached nodes: pending or skipped)."""
-    running = {j["node"].split("@", 1)[0] for j in jobs if j["state"] == "running"}
+    running = {base_name(j["node"]) for j in jobs if j["state"] == "running"}
     unreached = "pending" if pebble["state"] == "active" else "skipped"
     by_node = _branches_by_base(pebble["nodes"])
     return {n.name: status_of_branches(by_node[n.name], running=n.name in running)
@@ -240,7 +241,7 @@ def _branches_by_base(nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
     merged: dict[str, dict[str, Any]] = {}
     for name, branches in nodes.items():
         for branch, state in branches.items():
-            merged.setdefault(name.split("@", 1)[0], {})[f"{name}/{branch}"] = state
+            merged.setdefault(base_name(name), {})[f"{name}/{branch}"] = state
     return merged
 
 
@@ -267,9 +268,9 @@ def pebble_view(graph: Graph, pebble: Mapping[str, Any],
     nodes = []
     order = {name: i for i, name in enumerate(graph.nodes)}
     for name, branches in sorted(pebble["nodes"].items(),
-                                 key=lambda kv: (order.get(kv[0].split("@", 1)[0], 1 << 30),
+                                 key=lambda kv: (order.get(base_name(kv[0]), 1 << 30),
                                                  kv[0])):
-        nodes.append({"name": name, "status": status.get(name.split("@", 1)[0], "pending"),
+        nodes.append({"name": name, "status": status.get(base_name(name), "pending"),
                       "output": node_output(graph, name, branches),
                       "branches": [dict(state, branch=key) for key, state in branches.items()]})
     view = pebble_summary(pebble)

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import Graph
 from cryoflow.store.reader import Queries
 
@@ -17,7 +18,7 @@ def pebble_report(pebble: Mapping[str, Any], graph: Graph) -> dict[str, Any]:
     nodes: dict[str, Any] = {}
     for name, branches in pebble["nodes"].items():
         state = branches.get("")
-        node = graph.nodes.get(name.split("@", 1)[0])
+        node = graph.nodes.get(base_name(name))
         if node is not None and node.split_on and state is not None:
             items = sorted((k for k in branches if k and "." not in k), key=int)
             output: Any = [branches[k]["output"] for k in items]

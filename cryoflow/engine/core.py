@@ -37,6 +37,7 @@ from cryoflow.engine.records import (
 from cryoflow.engine.resolve import FAILURES, combine, resolution, runs_on
 from cryoflow.engine.topology import Topology, build_topology, node_of
 from cryoflow.errors import ArgumentError, ExprError
+from cryoflow.graph.instances import HandlerInstance, base_name, handler_instance, is_instance
 from cryoflow.graph.model import ENTRY, ArgSource, Graph, Node, Outcome, RunOn
 
 
@@ -127,7 +128,7 @@ class Engine:
 
     def _is_main(self, name: str) -> bool:
         """Does this instance hold back deferred nodes while it is open?"""
-        return name.split("@", 1)[0] not in self.topo.after_deferred
+        return base_name(name) not in self.topo.after_deferred
 
     def descendants(self, name: str) -> frozenset[str]:
         """Every node downstream of ``name`` (cached)."""
@@ -233,7 +234,7 @@ class _Step:
         if pebble is None:
             return
         failed = [(name, branch) for (name, branch), s in pebble.states.items()
-                  if s.outcome in FAILURES and "@" not in name
+                  if s.outcome in FAILURES and not is_instance(name)
                   and len(branch) == self.topo.depth[name]]
         if not failed:
             return
@@ -254,7 +255,8 @@ class _Step:
         down = self.engine.descendants(name)
         for key in list(pebble.states):
             other, where = key
-            base, _, handled = other.partition("@")
+            base, instance = base_name(other), handler_instance(other)
+            handled = instance.failed if instance is not None else None
             related = where[: len(branch)] == branch or branch[: len(where)] == where
             if related and (base in down or (handled and (handled in down or handled == name))):
                 self.remove(pebble, other, where)
@@ -322,7 +324,7 @@ class _Step:
             stats=stats if stats is not None else (base.stats if base else {}),
         )
         self.put(pebble, name, branch, state)
-        if "@" in name:
+        if is_instance(name):
             return
         node = self.graph.nodes[name]
         if outcome in (Outcome.ERROR, Outcome.TIMEOUT):
@@ -353,7 +355,7 @@ class _Step:
         outcome = pebble.states[(failed, branch)].outcome
         for gname in self.topo.globals:
             node = self.graph.nodes[gname]
-            instance = f"{gname}@{failed}"
+            instance = HandlerInstance(gname, failed).name
             if (instance, branch) in pebble.states or outcome is None:
                 continue
             self.start(pebble, node, instance, branch, outcome, failed)
@@ -421,7 +423,8 @@ class _Step:
     def scope(
         self, pebble: PebbleState, node: Node, name: str, branch: Branch, by: str | None
     ) -> Scope:
-        parents = node.parents if "@" not in name else (name.split("@", 1)[1],)
+        instance = handler_instance(name)
+        parents = node.parents if instance is None else (instance.failed,)
         order = ((by,) if by else ()) + tuple(p for p in parents if p != by)
         depth = self.topo.depth
 
@@ -441,7 +444,7 @@ class _Step:
         except ArgumentError as exc:
             self.finish(pebble, name, branch, Outcome.ERROR, error=str(exc), base=state)
             return
-        if node.split_on and "@" not in name:
+        if node.split_on and not is_instance(name):
             self.split(pebble, node, branch, state, spec)
             return
         state = replace(state, status=NodeStatus.QUEUED, attempts=state.attempts + 1)
@@ -479,7 +482,7 @@ class _Step:
         except ArgumentError as exc:
             self.finish(pebble, name, branch, Outcome.ERROR, error=str(exc), base=state)
             return
-        if node.split_on and "@" not in name and branch:
+        if node.split_on and not is_instance(name) and branch:
             items = spec["args"].get(node.split_on) or []
             spec["args"][node.split_on] = items[branch[-1]] if branch[-1] < len(items) else None
         self.put(pebble, name, branch, state)
@@ -595,7 +598,7 @@ class _Step:
         """Failed node instances that no global or error handler took care of."""
         handlers = [
             (name, branch) for (name, branch), s in pebble.states.items()
-            if s.outcome not in (None, Outcome.SKIPPED) and "@" not in name
+            if s.outcome not in (None, Outcome.SKIPPED) and not is_instance(name)
             and self.graph.nodes[name].run_on in (RunOn.ERROR, RunOn.TIMEOUT)
         ]
         failed: list[str] = []
@@ -611,10 +614,10 @@ class _Step:
         self, pebble: PebbleState, name: str, branch: Branch,
         handlers: list[tuple[str, Branch]],
     ) -> bool:
-        if "@" in name:
+        if is_instance(name):
             return False
         for gname in self.topo.globals:
-            state = pebble.states.get((f"{gname}@{name}", branch))
+            state = pebble.states.get((HandlerInstance(gname, name).name, branch))
             if state is not None and state.outcome not in (None, Outcome.SKIPPED):
                 return True
         for hname, hbranch in handlers:

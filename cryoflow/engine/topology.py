@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import ENTRY, Graph, Node, RunOn
 
 
@@ -104,4 +105,4 @@ def _upstream(graph: Graph, name: str) -> frozenset[str]:
 
 def node_of(graph: Graph, name: str) -> Node:
     """The graph node behind an instance name (``Handler@Wind`` → ``Handler``)."""
-    return graph.nodes[name.split("@", 1)[0]]
+    return graph.nodes[base_name(name)]

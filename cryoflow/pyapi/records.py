@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from cryoflow.errors import CryoflowError
+from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import ENTRY, Graph, empty_map
 
 
@@ -109,7 +110,7 @@ class RunRecord:
 def record_of(graph: Graph, pebble: Mapping[str, Any], running: Iterable[str] = (),
               **where: Any) -> RunRecord:
     """The record of the run that is pebble ``pebble`` (a store row with ``nodes``)."""
-    busy = {name.split("@", 1)[0] for name in running}
+    busy = {base_name(name) for name in running}
     active = pebble["state"] == "active"
     nodes = {n.name: _node_run(n.name, tuple(p for p in n.parents if p != ENTRY),
                                pebble["nodes"].get(n.name), active, n.name in busy)

@@ -27,6 +27,7 @@ from cryoflow.daemon.root import build_executor, open_head, routed_executor
 from cryoflow.daemon.settings import RunSettings
 from cryoflow.engine.records import Action, NodeChanged, PebbleDone
 from cryoflow.graph.grow import job_node
+from cryoflow.graph.instances import is_instance
 from cryoflow.graph.model import ENTRY, Graph, Outcome, empty_map
 from cryoflow.head import Head
 from cryoflow.pyapi.catalog import FlowCatalog
@@ -220,7 +221,7 @@ class ActiveTracker:
 
     def __call__(self, action: Action) -> None:
         try:
-            if isinstance(action, NodeChanged) and "@" not in action.node:
+            if isinstance(action, NodeChanged) and not is_instance(action.node):
                 self._changed(action)
             elif isinstance(action, PebbleDone):
                 self._ensure(action.pebble_id)

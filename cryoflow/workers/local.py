@@ -166,6 +166,33 @@ class LocalExecutor:
                     free[worker.slot.worker_class] += self._prefetch - len(worker.backlog)
         return free
 
+    def slots(self) -> Mapping[WorkerClass, tuple[int, int]]:
+        """Per class: ``(idle, ahead)``. ``idle`` jobs submitted now start at once; up to
+        ``ahead`` more may follow them, sent ahead to workers that are (or then become)
+        busy. Submit the ones to start at once first."""
+        found = {}
+        for worker_class, idle in self._idle.items():
+            ahead = 0
+            if self._prefetch:
+                for worker in self._workers:
+                    if worker.slot.worker_class is worker_class and (
+                            worker.job is not None or worker in idle):
+                        ahead += self._room_ahead(worker)
+            found[worker_class] = (len(idle), ahead)
+        return found
+
+    def _room_ahead(self, worker: _Worker) -> int:
+        """How many jobs ``worker`` may still be sent ahead of the job it runs (or, when
+        idle, of the job it is about to be given): the rule of :meth:`_can_take_ahead`."""
+        if worker.retiring or worker.exit_seen:
+            return 0
+        room = 0
+        while len(worker.backlog) + room < self._prefetch and not (
+                self._max_jobs
+                and worker.jobs_done + 1 + len(worker.backlog) + room >= self._max_jobs):
+            room += 1
+        return room
+
     def _can_take_ahead(self, worker: _Worker) -> bool:
         """May ``worker`` be sent a job before its current one ends?
 

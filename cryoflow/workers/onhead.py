@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from cryoflow.dispatch import base_name
+from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import Graph, WorkerClass
 from cryoflow.workers.base import Executor, JobSink, Task
 from cryoflow.workers.inline import InlineExecutor

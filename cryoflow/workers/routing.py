@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.workers.base import Executor, JobResult, JobSink, Task
 
@@ -145,7 +146,7 @@ class RoutingExecutor:
         assert self.external is not None and self._sink is not None
         self._external_jobs.add(task.id)
         graph = getattr(self._sink.sink, "graph", None)
-        node = graph.nodes.get(task.node.split("@", 1)[0]) if graph is not None else None
+        node = graph.nodes.get(base_name(task.node)) if graph is not None else None
         self._sink.sink.job_status(task.id, "executor", "waiting")
         self.external.put(task, self._sink, node.priority if node is not None else 50)
 
