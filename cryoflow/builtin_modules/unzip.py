@@ -82,6 +82,8 @@ def _target(args, archive, made):
     if args.get("dst"):
         return Path(local_path(str(args["dst"])))
     if args.get("tempDir"):
+        if made:  # one new folder for all the archives of the job, as CryoCloud made
+            return made[0]
         parent = Path(local_path(str(args["tempDir"])))
         parent.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="unzip-", dir=parent))

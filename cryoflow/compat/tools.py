@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -115,12 +117,19 @@ def _pump(name: str, stream: IO[str] | None, lines: queue.SimpleQueue[tuple[str,
 
 
 def _terminate(proc: subprocess.Popen[str], grace_s: float) -> None:
-    proc.terminate()
+    """SIGTERM the tool's process group (it runs in a session of its own), then SIGKILL."""
+    _signal_group(proc, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    if proc.poll() is None:
-        proc.kill()
+    _signal_group(proc, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def report_line(line: str, status: Any, log: Any) -> Any:
