@@ -61,20 +61,29 @@ class Dispatcher:
         """Drop a queued job (lazily: it is skipped when it reaches the top)."""
         self._cancelled.add(job_id)
 
-    def next_job(self, worker_class: WorkerClass, now: float) -> JobSpec | None:
-        """Pop the best ready job of ``worker_class`` and mark it running, or None."""
+    def next_job(self, worker_class: WorkerClass, now: float,
+                 accept: Callable[[JobSpec], bool] | None = None) -> JobSpec | None:
+        """Pop the best ready job of ``worker_class`` and mark it running, or None.
+
+        With ``accept``, None also when the best job is not accepted: the job stays
+        first in line (no job of lower rank is taken in its place).
+        """
         self._release_delayed(now)
         queues = self._ready.get(worker_class)
         while queues:
             best = self._best_node(queues)
             if best is None:
                 return None
-            *_, job = heapq.heappop(queues[best])
+            job = queues[best][0][-1]
+            cancelled = job.id in self._cancelled
+            if not cancelled and accept is not None and not accept(job):
+                return None
+            heapq.heappop(queues[best])
             if not queues[best]:
                 del queues[best]
             self._queued -= 1
             self._queued_per_node[base_name(job.node)] -= 1
-            if job.id in self._cancelled:
+            if cancelled:
                 self._cancelled.discard(job.id)
                 continue
             self._running[job.id] = base_name(job.node)

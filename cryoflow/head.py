@@ -48,6 +48,8 @@ log = logging.getLogger("cryoflow.head")
 
 LAZY_TICK_S = 0.05
 """How long job starts, status values and log lines may wait for the next commit."""
+AHEAD_MAX_S = 0.05
+"""Jobs of nodes whose measured run time is shorter may be sent ahead to busy workers."""
 
 Listener = Callable[[Action], None]
 """Receives every committed action (web view, metrics, display, active records)."""
@@ -173,6 +175,8 @@ class Head:
         self._tick_scheduled = False
         self._jobs: dict[str, JobSpec] = {}
         self._job_hosts: dict[str, tuple[str, str]] = {}
+        self._runtimes: dict[str, float] = {}
+        """Moving average of each node's job run time (s), for sending jobs ahead."""
         self._tempdir_bases: dict[int, set[str | None]] = {}
         self._idle = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -394,6 +398,8 @@ class Head:
             tx.cache_put(key, node=job.node if job else "", retval=result.retval, now=now)
         tx.job_finished(job_id, outcome=result.outcome.value, retval=result.retval,
                         error=result.error, stats=stats, now=now)
+        if job is not None:
+            self._measure(job.node, stats)
         self.dispatcher.finished(job_id)
         self._jobs.pop(job_id, None)
         self.progress.pop(job_id, None)
@@ -490,14 +496,24 @@ class Head:
         self._schedule_tick()
 
     def _dispatch(self, now: float) -> list[JobSpec]:
-        """Choose the jobs for the free worker slots (handed off after the commit)."""
+        """Choose the jobs for the free worker slots (handed off after the commit).
+
+        Idle workers take the best ready job. Room to send a busy worker its next job
+        ahead is used only for a job whose node measured short (:data:`AHEAD_MAX_S`), so
+        a job sent ahead never holds up a higher-priority one for longer than that.
+        """
         if self.paused:
             return []
         chosen: list[JobSpec] = []
-        free = dict(self.executor.free_slots())
-        for worker_class, slots in free.items():
-            for _ in range(slots):
-                job = self.dispatcher.next_job(worker_class, now)
+        slots_of = getattr(self.executor, "slots", None)
+        if slots_of is not None:
+            slots = dict(slots_of())
+        else:
+            slots = {c: (n, 0) for c, n in self.executor.free_slots().items()}
+        for worker_class, (idle, ahead) in slots.items():
+            for index in range(idle + ahead):
+                accept = None if index < idle else self._short
+                job = self.dispatcher.next_job(worker_class, now, accept)
                 if job is None:
                     break
                 self._jobs[job.id] = job
@@ -505,6 +521,17 @@ class Head:
                     chosen.append(job)
         self._arm_timer(now)
         return chosen
+
+    def _short(self, job: JobSpec) -> bool:
+        """Did ``job``'s node measure short enough to be sent ahead to a busy worker?"""
+        return self._runtimes.get(job.node, AHEAD_MAX_S) < AHEAD_MAX_S
+
+    def _measure(self, node: str, stats: Mapping[str, Any]) -> None:
+        """Keep a moving average of the node's job run times."""
+        runtime = stats.get("runtime")
+        if isinstance(runtime, int | float):
+            last = self._runtimes.get(node)
+            self._runtimes[node] = runtime if last is None else 0.8 * last + 0.2 * runtime
 
     def _cache_key(self, job: JobSpec) -> str | None:
         """The hash of a cached node's module and listed args, or None (no ``cache``)."""
