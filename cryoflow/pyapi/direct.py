@@ -24,7 +24,7 @@ from cryoflow.errors import ConfigError
 from cryoflow.pyapi import opsupport
 from cryoflow.pyapi.operations import DEFAULT_ROOT, PipelineOperation
 from cryoflow.pyapi.records import RunFailed, RunStatus
-from cryoflow.pyapi.tasks import CustomTask, Task
+from cryoflow.pyapi.tasks import CustomTask, OperationTask
 
 RUNNING = "running"
 """The status of a run whose folder has no end record yet."""
@@ -35,11 +35,12 @@ class DirectOperation(PipelineOperation):
 
     synchronous = True
 
-    def __init__(self, name: str, tasks: Task | Sequence[Task], **settings: Any) -> None:
+    def __init__(self, name: str, tasks: OperationTask | Sequence[OperationTask],
+                 **settings: Any) -> None:
         if settings.get("inline") is False:
             raise ConfigError("a DirectOperation always runs in this process (inline)")
         settings["inline"] = True
-        items = [tasks] if isinstance(tasks, Task) else list(tasks)
+        items = [tasks] if isinstance(tasks, OperationTask) else list(tasks)
         containers = [t.name for t in items if isinstance(t, CustomTask)]
         if containers:
             raise ConfigError(f"task {containers[0]!r}: a DirectOperation runs its tasks in "

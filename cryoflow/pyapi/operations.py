@@ -51,8 +51,8 @@ from cryoflow.pyapi.tasks import (
     CommandBasedTask,
     Context,
     CustomTask,
+    OperationTask,
     PythonTask,
-    Task,
     node_names,
 )
 from cryoflow.workers.base import Executor
@@ -123,7 +123,7 @@ class Operation:
         self.containers = containers
         self.applications = images.application_roots(applications)
 
-    def stages(self) -> list[list[Task]]:
+    def stages(self) -> list[list[OperationTask]]:
         """The tasks in stages: every task of a stage waits for all of the stage before."""
         raise NotImplementedError
 
@@ -201,8 +201,8 @@ class Operation:
         return functools.partial(build_executor, RunSettings(executor=self.container_executor))
 
 
-def _tasks(tasks: Task | Sequence[Task]) -> list[Task]:
-    if isinstance(tasks, Task):
+def _tasks(tasks: OperationTask | Sequence[OperationTask]) -> list[OperationTask]:
+    if isinstance(tasks, OperationTask):
         return [tasks]
     items = list(tasks)
     if not items:
@@ -213,46 +213,47 @@ def _tasks(tasks: Task | Sequence[Task]) -> list[Task]:
 class SingleTaskOperation(Operation):
     """One task."""
 
-    def __init__(self, name: str, task: Task, **settings: Any) -> None:
+    def __init__(self, name: str, task: OperationTask, **settings: Any) -> None:
         super().__init__(name, **settings)
         self.tasks = _tasks(task)[:1]
 
-    def stages(self) -> list[list[Task]]:
+    def stages(self) -> list[list[OperationTask]]:
         return [self.tasks]
 
 
 class PipelineOperation(Operation):
     """Tasks one after the other."""
 
-    def __init__(self, name: str, tasks: Sequence[Task], **settings: Any) -> None:
+    def __init__(self, name: str, tasks: Sequence[OperationTask], **settings: Any) -> None:
         super().__init__(name, **settings)
         self.tasks = _tasks(tasks)
 
-    def stages(self) -> list[list[Task]]:
+    def stages(self) -> list[list[OperationTask]]:
         return [[task] for task in self.tasks]
 
 
 class ParallelOperation(Operation):
     """Tasks at the same time."""
 
-    def __init__(self, name: str, tasks: Sequence[Task], **settings: Any) -> None:
+    def __init__(self, name: str, tasks: Sequence[OperationTask], **settings: Any) -> None:
         super().__init__(name, **settings)
         self.tasks = _tasks(tasks)
 
-    def stages(self) -> list[list[Task]]:
+    def stages(self) -> list[list[OperationTask]]:
         return [self.tasks]
 
 
 class SimpleDagOperation(Operation):
     """A pipeline of parallel groups: ``SimpleDagOperation(name, t1, (t2, t3), t4)``."""
 
-    def __init__(self, name: str, *groups: Task | Sequence[Task], **settings: Any) -> None:
+    def __init__(self, name: str, *groups: OperationTask | Sequence[OperationTask],
+                 **settings: Any) -> None:
         super().__init__(name, **settings)
         if not groups:
             raise ConfigError("a SimpleDagOperation needs at least one task")
         self.groups = [_tasks(group) for group in groups]
 
-    def stages(self) -> list[list[Task]]:
+    def stages(self) -> list[list[OperationTask]]:
         return self.groups
 
 
@@ -261,7 +262,8 @@ class DistributedSyncOperation(PipelineOperation):
 
     synchronous = True
 
-    def __init__(self, name: str, tasks: Task | Sequence[Task], **settings: Any) -> None:
+    def __init__(self, name: str, tasks: OperationTask | Sequence[OperationTask],
+                 **settings: Any) -> None:
         super().__init__(name, _tasks(tasks), **settings)
 
     def execute(self, timeout_s: float | None = None) -> Any:
@@ -281,7 +283,8 @@ class DistributedSyncOperationWithResults(DistributedSyncOperation):
 
     keeps_shared_dirs = True
 
-    def __init__(self, name: str, tasks: Task | Sequence[Task], **settings: Any) -> None:
+    def __init__(self, name: str, tasks: OperationTask | Sequence[OperationTask],
+                 **settings: Any) -> None:
         settings.setdefault("shared_directory", f"results-{secrets.token_hex(4)}:/mnt/shared")
         super().__init__(name, tasks, **settings)
 

@@ -57,7 +57,7 @@ class Context:
         return ref, import_path(function)
 
 
-class Task:
+class OperationTask:
     """A task of an operation: a name, environment variables, and how it becomes a node."""
 
     name: str
@@ -75,7 +75,7 @@ def _env(values: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 @dataclass(frozen=True, init=False)
-class PythonTask(Task):
+class PythonTask(OperationTask):
     """Call ``func`` (with no arguments); its return value is the task's result."""
 
     name: str
@@ -103,7 +103,7 @@ class PythonTask(Task):
 
 
 @dataclass(frozen=True, init=False)
-class BashTask(Task):
+class BashTask(OperationTask):
     """Run ``source``, a bash script, in the first shared folder (if any)."""
 
     name: str
@@ -122,7 +122,7 @@ class BashTask(Task):
 
 
 @dataclass(frozen=True, init=False)
-class CommandBasedTask(Task):
+class CommandBasedTask(OperationTask):
     """Run one command, an argument list, without a shell."""
 
     name: str
@@ -139,7 +139,7 @@ class CommandBasedTask(Task):
 
 
 @dataclass(frozen=True, init=False)
-class CustomTask(Task):
+class CustomTask(OperationTask):
     """Run ``command`` (default: the image's own) in a container of ``image``."""
 
     name: str
@@ -207,11 +207,11 @@ def normalise(name: str) -> str:
     return re.sub(r"-{2,}", "-", text)
 
 
-def node_names(tasks: Sequence[Task]) -> list[str]:
+def node_names(tasks: Sequence[OperationTask]) -> list[str]:
     """Normalised names; :class:`ConfigError` for an empty one or two that are the same."""
     seen: dict[str, str] = {}
     for task in tasks:
-        if not isinstance(task, Task):
+        if not isinstance(task, OperationTask):
             raise ConfigError(f"{task!r} is not a task; use PythonTask, BashTask, "
                               "CommandBasedTask or CustomTask")
         name = normalise(task.name)
