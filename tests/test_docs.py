@@ -46,6 +46,7 @@ MARK = re.compile(r"<!--\s*(not-run|file):\s*(.*?)\s*-->\s*$")
 RUN_ELSEWHERE = {"docs/python.md": ("tests/test_python_api.py",
                                     "test_every_code_block_of_the_python_docs_runs")}
 TIMEOUT_S = 120
+pytestmark = pytest.mark.timeout(900)  # a document's blocks run one after the other
 
 
 @dataclass(frozen=True)
