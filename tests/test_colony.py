@@ -22,7 +22,7 @@ from cryoflow import Workflow
 from cryoflow.api.auth import Tokens
 from cryoflow.api.server import build_app, build_context
 from cryoflow.cli import main as cli
-from cryoflow.colony.executor import Executor
+from cryoflow.colony.executor import ExecutorClient
 from cryoflow.colony.queue import ColonyQueue, ColonyService
 from cryoflow.colony.routes import install
 from cryoflow.graph.model import Outcome, WorkerClass
@@ -379,7 +379,7 @@ def test_the_python_executor_client_runs_the_whole_loop(tmp_path: Path) -> None:
         def total(process: Any) -> list[int]:
             return [sum(process["input"])]
 
-        client = Executor(c.url, type=TYPE, name="py-1")
+        client = ExecutorClient(c.url, type=TYPE, name="py-1")
         serving = asyncio.ensure_future(asyncio.to_thread(
             client.serve, {"gen": gen, "sum": total}, stop=stop, timeout_s=0.2))
         try:

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from cryoflow.colony.executor import Executor, ExecutorError
+from cryoflow.colony.executor import ExecutorClient, ExecutorError
 
 log = logging.getLogger("cryoflow.colony.containers")
 
@@ -50,7 +50,7 @@ class ContainerExecutor:
     def __init__(self, url: str, *, name: str = "container-executor-1",
                  type: str = EXECUTOR_TYPE, base_url: str | None = None,
                  network: str = "none", token: str | None = None) -> None:
-        self.client = Executor(url, type=type, name=name, functions=(FUNCNAME,), token=token)
+        self.client = ExecutorClient(url, type=type, name=name, functions=(FUNCNAME,), token=token)
         self.base_url = base_url
         self.network = network
         self._docker: Any = None

@@ -2,7 +2,7 @@
 
 Executors may be written in any language; this one shows the loop::
 
-    from cryoflow.colony.executor import Executor
+    from cryoflow.colony.executor import ExecutorClient
 
     def gen(process):
         return [1, 2, 3]
@@ -10,7 +10,7 @@ Executors may be written in any language; this one shows the loop::
     def total(process):
         return [sum(process["input"])]
 
-    Executor(url, type="wf-executor", name="py-1").serve({"gen": gen, "sum": total})
+    ExecutorClient(url, type="wf-executor", name="py-1").serve({"gen": gen, "sum": total})
 
 Each function gets the process (``funcname``, ``args``, ``kwargs``, ``input`` — its
 parents' outputs joined — and ``processid``) and returns the output list; an exception
@@ -41,7 +41,7 @@ class ExecutorError(CryoflowError):
     """The head refused a request, or cannot be reached."""
 
 
-class Executor:
+class ExecutorClient:
     """One external executor of ``type`` talking to the head at ``url``."""
 
     def __init__(self, url: str, *, type: str, name: str,
