@@ -195,6 +195,9 @@ class OptionSpec:
     default: Any = None
     help: str = ""
     required: bool = False
+    typed: bool = True
+    """False when the type was inferred from the default (an int default then also takes
+    a decimal number on the command line, as CryoCloud's untyped options did)."""
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ def build_option(name: str, raw: Mapping[str, Any]) -> tuple[OptionSpec, list[st
         default=default,
         help=str(raw.get("help", "")),
         required=bool(raw.get("required", False)),
+        typed=isinstance(raw.get("type"), str),
     )
     return spec, problems
 
@@ -312,4 +313,9 @@ def _checked(spec: OptionSpec, text: str) -> Any:
     try:
         return convert(spec.type, text)
     except OptionError as e:
+        if spec.type == "int" and not spec.typed:
+            try:
+                return convert("float", text)
+            except OptionError:
+                pass
         raise OptionError(f"option --{spec.name}: {e}") from None
