@@ -382,7 +382,7 @@ def test_a_batch_with_a_foreign_key_violation_leaves_nothing(store: Store) -> No
     (pid,) = add(store)
     with pytest.raises(StoreError, match="FOREIGN KEY"), store.batch() as b:
         b.apply([NodeChanged(pid, "A", (), NodeState())], now=1.0)
-        b.apply([QueueJob(spec(404))], now=1.0)
+        b.apply([NodeChanged(404, "A", (), NodeState())], now=1.0)
     assert must(store.pebble(pid))["nodes"] == {}
 
 

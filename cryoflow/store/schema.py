@@ -139,13 +139,49 @@ CREATE TABLE journal(
 INSERT INTO journal(seq, ts, n, data)
     SELECT seq, ts, 1, json_array(json_array(kind, pebble_id, job_id, json(data))) FROM events;
 DROP TABLE events;
-DROP INDEX jobs_ready;
-DROP INDEX jobs_pebble;
+
+CREATE TABLE jobs_v3(
+    id TEXT PRIMARY KEY,
+    pebble_id INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'cancelled')),
+    priority INTEGER NOT NULL,
+    worker_class TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    not_before REAL NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    worker TEXT,
+    host TEXT,
+    outcome TEXT,
+    retval TEXT,
+    error TEXT,
+    stats TEXT
+) WITHOUT ROWID;
+INSERT INTO jobs_v3 SELECT id, pebble_id, node, branch, attempt, state, priority,
+    worker_class, spec, not_before, created, started, finished, worker, host, outcome,
+    retval, error, stats FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v3 RENAME TO jobs;
 CREATE INDEX jobs_open ON jobs(state, node) WHERE state IN ('queued', 'running');
+
+CREATE TABLE seen_v3(
+    key TEXT PRIMARY KEY,
+    pebble_id INTEGER,
+    ts REAL NOT NULL
+) WITHOUT ROWID;
+INSERT INTO seen_v3 SELECT key, pebble_id, ts FROM seen;
+DROP TABLE seen;
+ALTER TABLE seen_v3 RENAME TO seen;
 """
-"""The event log packed one row per commit (:mod:`cryoflow.store.journal`); only open
-jobs are indexed by state (a finished job leaves the index once, and a pebble's jobs are
-found by their id prefix)."""
+"""The event log packed one row per commit (:mod:`cryoflow.store.journal`). Only open
+jobs are indexed by state (a finished job leaves that index once); a pebble's jobs are
+found by their id prefix, so ``jobs`` and ``seen`` no longer declare a foreign key to
+``pebbles`` (removing a pebble would scan them): retention removes a pebble's jobs with
+it and keeps a watcher's ``seen`` key without its pebble."""
 
 MIGRATIONS: list[str] = [_V1, _V2, _V3]
 """``MIGRATIONS[i]`` is the DDL script from schema version ``i`` to ``i + 1``."""

@@ -41,6 +41,8 @@ from cryoflow.store.retention import Retention
 
 DB_NAME = guard.DB_NAME
 BUSY_TIMEOUT_S = 5.0
+WAL_KEEP_BYTES = 4 << 20
+"""A write-ahead log grown past this by a big commit is cut back to it after a checkpoint."""
 ACTIVE_PAGE = 500
 """Pebbles read per query while streaming :meth:`Store.active_pebbles`."""
 
@@ -299,5 +301,6 @@ def _configure(conn: sqlite3.Connection, db: Path, synchronous: str, max_pages: 
     conn.execute(synchronous)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA cache_size = -32768")
+    conn.execute("PRAGMA journal_size_limit = " + str(WAL_KEEP_BYTES)).fetchall()
     if max_pages is not None:
         conn.execute("PRAGMA max_page_count = " + str(int(max_pages))).fetchall()
