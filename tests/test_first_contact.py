@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,30 @@ def test_fresh_against_a_running_head_refuses_before_setting_anything_aside(
     assert not list((tmp_path / ".cryoflow" / "orders").glob("*.bak"))
     code, _ = first.interrupt()
     assert code == 130
+
+
+def test_unpacked_archives_go_to_the_work_folder_and_are_gone_after_the_pebble(
+        tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with zipfile.ZipFile(inbox / "s1.zip", "w") as archive:
+        archive.writestr("s1/b1.txt", "band 1")
+    graph = write_graph(tmp_path, "unpack", [
+        {"name": "Input", "module": "cmdline"},
+        {"name": "Staged", "module": "noop", "downstreamOf": ["Input"],
+         "args": {"files": {"option": "src", "type": "file", "unzip": True}}},
+        {"name": "Unpack", "module": "unzip", "downstreamOf": ["Input"],
+         "args": {"src": {"option": "src"}, "dst": {"type": "tempdir", "id": "work"}}}],
+        options={"src": {"type": "file", "required": True}})
+    done = cc("ccworkflow", str(graph), "--src", "inbox/s1.zip", "--no-http",
+              "--report", "out.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    nodes = json.loads((tmp_path / "out.json").read_text())["pebbles"][0]["nodes"]
+    staged = Path(nodes["Staged"]["output"]["files"][0])
+    unpacked = Path(nodes["Unpack"]["output"]["files"][0])
+    assert staged.name == unpacked.name == "s1"
+    assert [p.name for p in inbox.iterdir()] == ["s1.zip"]  # nothing beside the archive
+    assert not staged.exists() and not unpacked.exists()  # removed with the pebble
 
 
 # ------------------------------------------------------------------ tokens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 import threading
 from pathlib import Path
@@ -207,7 +208,8 @@ def test_dir_arguments_are_created_and_file_urls_are_used_in_place(tmp_path: Pat
     assert result.retval["args"]["src"] == str(tmp_path / "in.txt")
 
 
-def test_unzip_replaces_an_archive_by_its_top_level_entries(tmp_path: Path) -> None:
+def test_unzip_replaces_an_archive_by_its_top_level_entries_in_the_work_folder(
+        tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f.txt").write_text("f")
     (tmp_path / "g.txt").write_text("g")
@@ -216,11 +218,14 @@ def test_unzip_replaces_an_archive_by_its_top_level_entries(tmp_path: Path) -> N
         tar.add(tmp_path / "g.txt", "g.txt")
     files = {"src": {"type": "file", "unzip": "true"}}
     result, _ = run(make_task("probe_count", {"src": str(tmp_path / "in.tar.gz")}, files=files))
-    assert result.retval["args"]["src"] == [
-        str(tmp_path / "in" / "d"),
-        str(tmp_path / "in" / "g.txt"),
-    ]
-    assert (tmp_path / "in" / "d" / "f.txt").read_text() == "f"
+    entries = [Path(p) for p in result.retval["args"]["src"]]
+    assert [p.name for p in entries] == ["d", "g.txt"]
+    folder = entries[0].parent
+    assert folder.name == "in" and folder.parent.name.endswith("-inputs")
+    assert (folder / "d" / "f.txt").read_text() == "f"
+    assert not (tmp_path / "in").exists()  # never beside the archive
+    assert (tmp_path / "in.tar.gz").is_file()
+    shutil.rmtree(folder.parent)
 
 
 def test_an_s3_input_is_fetched_so_the_module_reads_a_local_file(moto: MotoServer) -> None:

@@ -25,7 +25,8 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -61,14 +62,19 @@ def prepare_args(task: Task) -> dict[str, Any]:
             args[name] = str(tempdir_path(task, name, spec, args.get(name)))
         elif kind == "file" and args.get(name) is not None:
             if _needs_fetching(args[name], spec):
-                work = Path(task.workdir) if task.workdir else tempdir_path(
-                    task, name, {"id": "inputs"})
+                work = _work_dir(task, name)
                 config, pool = staging_for(task)
                 args[name] = stage_in(args[name], spec, work_dir=work, config=config,
                                       pool=pool)
             else:
-                args[name] = _stage_files(name, args[name], spec)
+                args[name] = _stage_files(name, args[name], spec, partial(_work_dir, task, name))
     return args
+
+
+def _work_dir(task: Task, name: str) -> Path:
+    """The job's work folder: its ``workdir``, else the pebble's inputs tempdir (removed
+    when the pebble ends)."""
+    return Path(task.workdir) if task.workdir else tempdir_path(task, name, {"id": "inputs"})
 
 
 def _is_remote(value: Any) -> bool:
@@ -125,12 +131,24 @@ def _make_dirs(value: Any) -> None:
             Path(local_path(item, "dir")).mkdir(parents=True, exist_ok=True)
 
 
-def _stage_files(name: str, value: Any, spec: Mapping[str, Any]) -> Any:
+def _stage_files(name: str, value: Any, spec: Mapping[str, Any],
+                 work_dir: Callable[[], Path]) -> Any:
     items = value if isinstance(value, list) else [value]
     paths = [_existing_local_file(name, str(item)) for item in items]
     if not truthy(spec.get("unzip")):
         return [str(p) for p in paths] if isinstance(value, list) else str(paths[0])
-    return [str(entry) for path in paths for entry in unpack_next_to(path)]
+    # Into the work folder, never beside the archive (which may sit in a watched inbox).
+    work, used = work_dir(), set()
+    entries = []
+    for path in paths:
+        folder = target = unpack_folder(path).name
+        copy = 1
+        while target in used:  # two archives of one name: 2-name, 3-name, ...
+            copy += 1
+            target = f"{copy}-{folder}"
+        used.add(target)
+        entries += extract_archive(path, work / target)
+    return [str(entry) for entry in entries]
 
 
 def local_path(value: str, what: str = "file") -> str:
