@@ -23,8 +23,9 @@ from cryoflow.api.auth import Tokens
 from cryoflow.api.server import build_app, build_context
 from cryoflow.cli import main as cli
 from cryoflow.colony.executor import ExecutorClient
-from cryoflow.colony.queue import ColonyQueue, ColonyService
+from cryoflow.colony.queue import ColonyQueue
 from cryoflow.colony.routes import install
+from cryoflow.colony.service import ColonyService
 from cryoflow.graph.model import Outcome, WorkerClass
 from cryoflow.head import Head
 from cryoflow.pyapi.records import RunStatus

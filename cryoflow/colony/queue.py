@@ -1,4 +1,4 @@
-"""ColonyOS-style external executors and function-spec workflows beside the head.
+"""ColonyOS-style external executors beside the head: the process queue.
 
 :class:`ColonyQueue` holds the jobs of nodes with an ``executortype`` (handed over by
 :class:`~cryoflow.workers.routing.RoutingExecutor`) until an executor of that type takes
@@ -20,24 +20,19 @@ one over the REST API, in any language:
 - executors add attributes (:mod:`cryoflow.colony.attributes`) that every process of
   the same workflow sees.
 
-:class:`ColonyService` runs submitted function-spec workflows (``POST
-/api/v1/workflows``): each gets a head of its own on this loop, with its own state
-folder under ``STATE/workflows/ID`` (``ccstatus --state`` reads it), and can be read
-(``get``) and cancelled. Time comes from ``clock``; :meth:`ColonyQueue.sweep` applies
-the deadlines and is called every :data:`SWEEP_S` by the service.
+Time comes from ``clock``; :meth:`ColonyQueue.sweep` applies the deadlines and is
+called every :data:`SWEEP_S` by :class:`~cryoflow.colony.service.ColonyService`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cryoflow.colony.attributes import AttributeProblem, AttributeStore
@@ -372,90 +367,3 @@ def _unserved(process: Process, executors: Any) -> str:
         return f"no executor of type {process.executortype!r} is registered"
     return (f"no executor of type {process.executortype!r} offers function "
             f"{process.funcname!r}")
-
-
-# ----------------------------------------------------------------------------- workflows
-
-
-@dataclass
-class WorkflowRun:
-    """One submitted function-spec workflow and the head that runs it."""
-
-    id: str
-    head: Any
-    store: Any
-    pebble_id: int
-    submitted: float
-    ended: float | None = None
-    cancelled: bool = False
-    final: dict[str, Any] | None = None
-    watcher: asyncio.Task[None] | None = None
-
-
-class ColonyService:
-    """Submitted workflows, each on its own head on this loop (see the module docstring)."""
-
-    def __init__(self, state_dir: Path, queue: ColonyQueue, *,
-                 local: Callable[[], Any] | None = None) -> None:
-        self.state_dir = Path(state_dir)
-        self.queue = queue
-        self.local = local
-        self.runs: dict[str, WorkflowRun] = {}
-        self._sweeper: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._sweeper = asyncio.ensure_future(self._sweep())
-
-    async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        for run in self.runs.values():
-            if run.watcher is not None and not run.watcher.done():
-                run.watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await run.watcher
-
-    async def _sweep(self) -> None:
-        while True:
-            self.queue.sweep(self.queue.clock())
-            await asyncio.sleep(SWEEP_S)
-
-    async def submit(self, spec: Any) -> WorkflowRun:
-        """Check and start a function-spec workflow; :class:`GraphValidationError` if bad."""
-        from cryoflow.colony.run import start_workflow
-
-        run = await start_workflow(spec, self.state_dir, self.queue, self.local)
-        self.runs[run.id] = run
-        run.watcher = asyncio.ensure_future(self._watch(run))
-        return run
-
-    async def _watch(self, run: WorkflowRun) -> None:
-        from cryoflow.colony.run import finish_workflow
-
-        try:
-            await run.head.wait_idle()
-        finally:
-            run.final = await finish_workflow(run, self.queue)
-            run.ended = time.time()
-
-    def get(self, workflow_id: str) -> dict[str, Any]:
-        from cryoflow.colony.run import workflow_view
-
-        run = self.runs.get(workflow_id)
-        if run is None:
-            raise ColonyError(404, f"there is no workflow {workflow_id}")
-        return run.final if run.final is not None else workflow_view(run, self.queue)
-
-    def list(self) -> list[dict[str, Any]]:
-        return [{k: v for k, v in self.get(i).items() if k != "processes"} for i in self.runs]
-
-    def cancel(self, workflow_id: str) -> dict[str, Any]:
-        run = self.runs.get(workflow_id)
-        if run is None:
-            raise ColonyError(404, f"there is no workflow {workflow_id}")
-        if run.final is None:
-            run.cancelled = True
-            run.head.cancel_pebble(run.pebble_id, "workflow cancelled")
-        return self.get(workflow_id)

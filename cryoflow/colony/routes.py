@@ -19,7 +19,8 @@ from cryoflow.api.context import ApiContext
 from cryoflow.api.params import bad_request, json_body
 from cryoflow.api.server import RouteTable
 from cryoflow.colony import routes_attributes as attributes
-from cryoflow.colony.queue import ColonyError, ColonyQueue, ColonyService
+from cryoflow.colony.queue import ColonyError, ColonyQueue
+from cryoflow.colony.service import ColonyService
 from cryoflow.errors import GraphValidationError
 
 routes = web.RouteTableDef()

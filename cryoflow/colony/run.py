@@ -1,6 +1,6 @@
 """Submitted function-spec workflows: start one on a head of its own, read it, finish it.
 
-Used by :class:`cryoflow.colony.queue.ColonyService`. Each workflow gets the state folder
+Used by :class:`cryoflow.colony.service.ColonyService`. Each workflow gets the state folder
 ``STATE/workflows/ID`` and a head whose tasks for external executors go to the shared
 :class:`~cryoflow.colony.queue.ColonyQueue`; specs without an ``executortype`` run their
 ``funcname`` (``package.module:function``) in threads of the head's process.
@@ -8,32 +8,47 @@ Used by :class:`cryoflow.colony.queue.ColonyService`. Each workflow gets the sta
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cryoflow.colony.queue import ColonyQueue
 from cryoflow.daemon.root import build_executor, close_head, open_head, routed_executor
 from cryoflow.daemon.settings import RunSettings
 from cryoflow.graph.funcspec import funcspec_graph
 from cryoflow.graph.model import ENTRY, Node
+from cryoflow.head import Head
 from cryoflow.pyapi.records import node_status
+from cryoflow.store import Store
 from cryoflow.workers.base import Executor
-
-if TYPE_CHECKING:
-    from cryoflow.colony.queue import ColonyQueue, WorkflowRun
 
 STATES = {"pending": "waiting", "running": "running", "finished": "successful",
           "error": "failed", "skipped": "failed"}
 """Node statuses in ColonyOS's process states."""
 
 
+@dataclass
+class WorkflowRun:
+    """One submitted function-spec workflow and the head that runs it."""
+
+    id: str
+    head: Head
+    store: Store
+    pebble_id: int
+    submitted: float
+    ended: float | None = None
+    cancelled: bool = False
+    final: dict[str, Any] | None = None
+    watcher: asyncio.Task[None] | None = None
+
+
 async def start_workflow(spec: Any, state_dir: Path, queue: ColonyQueue,
                          local: Callable[[], Executor] | None) -> WorkflowRun:
     """Check ``spec``, open its state folder, start its head and its one pebble."""
-    from cryoflow.colony.queue import WorkflowRun
-
     name = spec.get("name") if isinstance(spec, Mapping) else None
     graph = funcspec_graph(spec, source="the submitted workflow", name=name or "workflow")
     workflow_id = secrets.token_hex(16)
@@ -60,6 +75,7 @@ async def finish_workflow(run: WorkflowRun, queue: ColonyQueue) -> dict[str, Any
 def workflow_view(run: WorkflowRun, queue: ColonyQueue) -> dict[str, Any]:
     """The workflow with every process's state, as ``cryoflow get`` prints it."""
     pebble = run.head.store.pebble(run.pebble_id)
+    assert pebble is not None, "a submitted workflow's pebble stays in its store"
     running = {j["node"] for j in run.head.store.jobs(pebble_id=run.pebble_id,
                                                       state="running")}
     if pebble["state"] == "active":
