@@ -444,3 +444,50 @@ def draw(ansi: str, name: str) -> Path:
         browser.close()
     assert path.stat().st_size > 5_000
     return path
+
+
+# ------------------------------------------------------------------ without a terminal
+
+
+class _Head:
+    """What the progress line reads of a head: its graph, job counts and active pebbles."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        from enginekit import graph, node
+
+        self.graph = graph(node("In", module="cmdline"), node("A", ("In",)))
+        self.engine = SimpleNamespace(active=1)
+        self.load = {"A": (3, 1)}
+
+    def status_value(self, channel: str, param: str) -> int:
+        queued, running = self.load.get(channel, (0, 0))
+        return queued if param == "pending" else running
+
+
+def test_the_progress_line_says_only_what_changed_and_counts_this_run(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from cryoflow.cli.display import show_progress
+    from cryoflow.cli.tally import RunTally
+    from cryoflow.engine.records import PebbleDone, PebbleOutcome
+
+    head, tally = _Head(), RunTally()
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(show_progress(head, tally, None, period_s=0.02))  # type: ignore[arg-type]
+        await asyncio.sleep(0.15)  # idle: one line, not seven
+        tally(PebbleDone(7, PebbleOutcome.COMPLETED))
+        head.load = {"A": (2, 2)}
+        await asyncio.sleep(0.15)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level("INFO", logger="cryoflow.progress"):
+        asyncio.run(scenario())
+    lines = [r.getMessage() for r in caplog.records if r.name == "cryoflow.progress"]
+    assert lines == ["0 completed, 0 failed, 1 active | A 1 running/3 queued",
+                     "1 completed, 0 failed, 1 active | A 2 running/2 queued"]
