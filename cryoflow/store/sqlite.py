@@ -83,6 +83,8 @@ class Store(Queries):
         self._lock = lock
         self._mutex = threading.Lock()
         self._readers: list[StoreReader] = []
+        self.commits = 0
+        """Write transactions committed through :meth:`batch` since the store was opened."""
 
     @property
     def path(self) -> Path:
@@ -173,6 +175,7 @@ class Store(Queries):
                 yield batch
                 batch.flush()
                 conn.execute("COMMIT")
+                self.commits += 1
             except BaseException:
                 _rollback(conn)
                 raise
