@@ -162,12 +162,23 @@ def check_data(block: Block, folder: Path) -> None:
         path.write_text(block.code)
         load_graph(path)  # raises with every problem
     elif isinstance(value, dict) and "module" in value and "name" in value:
-        graph = {"workflow": {"name": "doc", "nodes": [value]}}
+        graph = {"workflow": {"name": "doc", "nodes": [value, *_neighbours(value)]}}
         path = folder / f"doc-block-{block.line}.json"
         path.write_text(json.dumps(graph))
         load_graph(path, lenient=True)
     elif isinstance(value, dict) and "staging" in value:
         StagingConfig.from_config(value)
+
+
+def _neighbours(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stand-in nodes for the parents and restriction channels a lone node names."""
+    parents = [p for p in node.get("downstreamOf", []) if p != "entry"]
+    channels = {key.split(":", 1)[0] for key in node.get("restrictions", {})}
+    stubs = [{"name": "Start", "module": "cmdline"}] if parents else []
+    stubs += [{"name": p, "module": "noop", "downstreamOf": ["Start"]} for p in parents]
+    stubs += [{"name": c, "module": "noop", "downstreamOf": [node["name"]]}
+              for c in sorted(channels - set(parents) - {node["name"]})]
+    return stubs
 
 
 def parse(block: Block) -> Any:
