@@ -16,6 +16,7 @@ from typing import Any
 
 from cryoflow.engine.records import JobSpec
 from cryoflow.errors import ExprError
+from cryoflow.graph.expr import Restriction
 from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import Graph, WorkerClass
 
@@ -106,6 +107,16 @@ class Dispatcher:
         """When the earliest delayed job becomes ready."""
         return self._delayed[0][0] if self._delayed else None
 
+    def held(self) -> dict[str, str]:
+        """Nodes whose queued ready jobs a restriction holds, with the reason."""
+        found: dict[str, str] = {}
+        for queues in self._ready.values():
+            for node in queues:
+                reason = self._restriction_hold(self.graph.nodes[base_name(node)].restrictions)
+                if reason:
+                    found[base_name(node)] = reason
+        return found
+
     def waiting_reasons(self) -> Iterator[str]:
         """Why queued jobs are held, for ``ccstatus`` and the log."""
         for queues in self._ready.values():
@@ -140,7 +151,10 @@ class Dispatcher:
         if spec.max_parallel is not None:
             if self._running_per_node[spec.name] >= spec.max_parallel:
                 return f"max_parallel {spec.max_parallel} reached"
-        for rule in spec.restrictions:
+        return self._restriction_hold(spec.restrictions)
+
+    def _restriction_hold(self, rules: tuple[Restriction, ...]) -> str | None:
+        for rule in rules:
             try:
                 held = rule.holds(self._status(rule.channel, rule.param))
             except ExprError as exc:

@@ -168,6 +168,8 @@ class Head:
         """Latest ``progress`` status of each running job."""
         self._progress_pending: dict[str, Any] = {}
         self.dispatcher = Dispatcher(graph, self.status_value)
+        self.held: dict[str, str] = {}
+        """Nodes whose queued jobs a restriction holds, with the reason (for the API)."""
         self.counts = RunCounts()
         self.listeners: list[Listener] = []
         self.host = socket.gethostname()
@@ -322,9 +324,22 @@ class Head:
             if not offer.future.done():
                 offer.future.set_result(pebble_id)
         self._committed(actions)
+        self._note_holds()
         self._prune(now)
         if not (self.engine.active or self._pending or len(self.dispatcher)):
             self._idle.set()
+
+    def _note_holds(self) -> None:
+        """Log once per change which restriction holds a node's queued jobs."""
+        held = self.dispatcher.held()
+        if held == self.held:
+            return
+        for node, reason in held.items():
+            if self.held.get(node) != reason:
+                log.info("node '%s' waits: %s", node, reason)
+        for node in self.held.keys() - held.keys():
+            log.info("node '%s' no longer waits", node)
+        self.held = held
 
     def _prune(self, now: float) -> None:
         """Let retention remove old finished pebbles, every ``interval_s`` or ``batch``."""

@@ -235,7 +235,7 @@ def test_every_node_key_reaches_the_model() -> None:
         "priority": 70,
         "type": "admin",
         "max_parallel": 2,
-        "restrictions": {"Node.a:pending": "<3"},
+        "restrictions": {"In:pending": "<3"},
         "timeout": 9.5,
         "retries": 2,
         "retryDelay": 1,
@@ -264,7 +264,7 @@ def test_every_node_key_reaches_the_model() -> None:
     assert (got.run_on, got.run_if_text, got.priority) == (RunOn.ERROR, "option:go", 70)
     assert got.run_if is not None and {str(r) for r in got.run_if.refs} == {"option:go"}
     assert (got.worker_class, got.max_parallel, got.timeout_s) == (WorkerClass.ADMIN, 2, 9.5)
-    assert got.restrictions[0].channel == "Node.a" and got.restrictions[0].value == 3
+    assert got.restrictions[0].channel == "In" and got.restrictions[0].value == 3
     assert (got.retries, got.retry_delay_s) == (2, 1.0)
     assert got.ccnode == ArgSpec(ArgSource.STAT, ref="parent.node")
     assert got.deferred and got.is_global and got.merge and got.run_on_head

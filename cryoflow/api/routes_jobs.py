@@ -22,14 +22,15 @@ async def list_jobs(request: web.Request) -> web.Response:
     rows = head.store.jobs(state=text(request, "state", choices=STATES),
                            node=text(request, "node"), pebble_id=integer(request, "pebble"),
                            after=text(request, "after"), limit=size)
-    items = [views.job_summary(r, head.progress) for r in rows]
+    items = [views.job_summary(r, head.progress, head.held) for r in rows]
     return web.json_response(views.page(items, size, "id"), dumps=views.dumps)
 
 
 @routes.get("/api/v1/jobs/{job_id}", allow_head=False)
 async def get_job(request: web.Request) -> web.Response:
     job = _job_or_404(request)
-    return web.json_response(views.job_view(job, ctx(request).head.progress), dumps=views.dumps)
+    head = ctx(request).head
+    return web.json_response(views.job_view(job, head.progress, head.held), dumps=views.dumps)
 
 
 @routes.get("/api/v1/jobs/{job_id}/logs", allow_head=False)

@@ -16,7 +16,8 @@ async def get_workflow(request: web.Request) -> web.Response:
     c = ctx(request)
     store = c.head.store
     view = views.workflow_view(c.head.graph, counts=store.node_counts(), options=c.head.options,
-                               last_outputs=c.outputs.outputs, pebbles=store.pebble_counts())
+                               last_outputs=c.outputs.outputs, pebbles=store.pebble_counts(),
+                               held=c.head.held)
     view["paused"] = c.head.paused
     view["cursor"] = {"seq": c.feed.seq, "log_id": c.feed.log_id}
     return web.json_response(view, dumps=views.dumps)

@@ -128,8 +128,8 @@ def _json_text(value: Any) -> str:
 
 
 def node_view(node: Node, place: tuple[int, int], counts: Mapping[str, int],
-              last_output: Any) -> dict[str, Any]:
-    """One node of the workflow view."""
+              last_output: Any, held: str | None = None) -> dict[str, Any]:
+    """One node of the workflow view; ``held``: the restriction holding its queued jobs."""
     return {
         "name": node.name,
         "module": node.module,
@@ -143,6 +143,7 @@ def node_view(node: Node, place: tuple[int, int], counts: Mapping[str, int],
         "counts": dict(counts),
         "status": status_of_counts(counts),
         "display": display_of(last_output),
+        "held": held,
     }
 
 
@@ -164,15 +165,17 @@ def options_view(graph: Graph, values: Mapping[str, Any]) -> dict[str, Any]:
 
 def workflow_view(graph: Graph, *, counts: Mapping[str, Mapping[str, int]],
                   options: Mapping[str, Any], last_outputs: Mapping[str, Any],
-                  pebbles: Mapping[str, int]) -> dict[str, Any]:
+                  pebbles: Mapping[str, int],
+                  held: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The workflow: nodes with layout and counts, edges, options, pebble counts."""
+    held = held or {}
     merged = merge_counts(counts)
     places = layers(graph)
     return {
         "name": graph.name,
         "description": graph.description,
-        "nodes": [node_view(n, places[n.name], merged.get(n.name, {}), last_outputs.get(n.name))
-                  for n in graph],
+        "nodes": [node_view(n, places[n.name], merged.get(n.name, {}), last_outputs.get(n.name),
+                            held.get(n.name)) for n in graph],
         "edges": edges_view(graph),
         "options": options_view(graph, options),
         "pebbles": dict(pebbles),
@@ -296,19 +299,24 @@ def duration(job: Mapping[str, Any]) -> float | None:
     return finished - started if started is not None and finished is not None else None
 
 
-def job_summary(job: Mapping[str, Any], progress: Mapping[str, Any]) -> dict[str, Any]:
-    """A job row as lists show it: no arguments, with duration and progress."""
+def job_summary(job: Mapping[str, Any], progress: Mapping[str, Any],
+                held: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A job row as lists show it: no arguments, with duration, progress and, for a
+    queued job, the restriction that holds it (``held``)."""
     keys = ("id", "pebble_id", "node", "branch", "attempt", "priority", "worker_class",
             "state", "created", "started", "finished", "worker", "host", "outcome", "error")
     view = {key: job.get(key) for key in keys}
     view["duration"] = duration(job)
     view["progress"] = progress.get(job["id"]) if job.get("state") == "running" else None
+    queued = job.get("state") == "queued"
+    view["held"] = (held or {}).get(base_name(job["node"])) if queued else None
     return view
 
 
-def job_view(job: Mapping[str, Any], progress: Mapping[str, Any]) -> dict[str, Any]:
+def job_view(job: Mapping[str, Any], progress: Mapping[str, Any],
+             held: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One job with its (redacted) arguments, return value and stats."""
-    view = job_summary(job, progress)
+    view = job_summary(job, progress, held)
     spec = job.get("spec") or {}
     view["args"] = redact(spec.get("args", {}))
     view["retval"] = job.get("retval")

@@ -489,7 +489,7 @@ def parse_restriction(key: str, condition: str) -> Restriction:
             'condition as strings, e.g. "Node.seer3:pending": "<3"'
         )
     text = f"{json.dumps(key)}: {json.dumps(condition)}"
-    where = f"restriction {text}"
+    where = f"restriction {text if len(text) <= 120 else text[:117] + '...'}"
     channel, colon, param = key.rpartition(":")
     if not colon or not channel.strip() or not param.strip():
         raise ExprError(f"{where}: write the key as 'channel:param', e.g. 'Node.seer3:pending'")
@@ -502,14 +502,38 @@ def parse_restriction(key: str, condition: str) -> Restriction:
     raw = stripped[len(op) :].strip()
     if not raw or raw[0] in "<>=!":
         raise ExprError(f'{where}: write one operator and then a value, e.g. "{op}3"')
-    return Restriction(channel.strip(), param.strip(), op, _restriction_value(raw), text)
+    return Restriction(channel.strip(), param.strip(), op, _restriction_value(raw, where), text)
 
 
-def _restriction_value(raw: str) -> Any:
+MAX_NUMBER_CHARS = 40
+MAX_NAME_CHARS = 100
+MAX_QUOTED_CHARS = 200
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_VALUE_RULE = ("write a number (e.g. 3, -0.5, 1e9), a name (letters, digits, _ . -) or a "
+               "quoted string")
+
+
+def _restriction_value(raw: str, where: str) -> Any:
+    """A restriction's value: a finite number, a name or a quoted string, within limits."""
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-        return raw[1:-1]
-    number = _read_number(raw)
-    return raw if number is None else number
+        return _limited(raw[1:-1], MAX_QUOTED_CHARS, "a quoted string", where)
+    if _NUMBER.fullmatch(raw):
+        _limited(raw, MAX_NUMBER_CHARS, "a number", where)
+        number = _read_number(raw)
+        if number is None or number in (float("inf"), float("-inf")):
+            raise ExprError(f"{where}: {raw!r} is too large a number; {_VALUE_RULE}")
+        return number
+    if _NAME.fullmatch(raw):
+        return _limited(raw, MAX_NAME_CHARS, "a name", where)
+    shown = raw if len(raw) <= 40 else raw[:37] + "..."
+    raise ExprError(f"{where}: {shown!r} is neither a number nor a name; {_VALUE_RULE}")
+
+
+def _limited(value: str, limit: int, what: str, where: str) -> str:
+    if len(value) > limit:
+        raise ExprError(f"{where}: write {what} of at most {limit} characters, not one of "
+                        f"{len(value)}")
+    return value
 
 
 def _read_number(text: str) -> int | float | None:

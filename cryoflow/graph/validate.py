@@ -226,6 +226,20 @@ def _node_checks(node: Node, facts: GraphFacts, problems: Problems) -> None:
     if node.gpu and node.worker_class is WorkerClass.ADMIN:
         problems.error(where, 'a node cannot be both "gpu": true and "type": "admin"')
     _run_if_refs(node, facts, problems)
+    _restriction_channels(node, facts, problems)
+
+
+def _restriction_channels(node: Node, facts: GraphFacts, problems: Problems) -> None:
+    """A restriction reads status values that a node's jobs publish: its channel is a node."""
+    for rule in node.restrictions:
+        if rule.channel not in facts.names:
+            problems.error(
+                f"{facts.labels[node.name]}: key 'restrictions'",
+                f"restriction {rule.text} reads the channel {rule.channel!r}, which is no node "
+                "of this graph, so nothing would ever publish it and the node would wait for "
+                f"ever; name a node (NODE:pending, NODE:running or a status value its jobs "
+                f"set){suggest(rule.channel, sorted(facts.names))}",
+            )
 
 
 def _arg_names(node: Node, info: ModuleInfo, where: str, problems: Problems) -> None:

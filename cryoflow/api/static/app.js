@@ -227,7 +227,9 @@ function colourGraph() {
     group.setAttribute("data-status", status);
     const colour = !view.pebble && status === "finished" && node.display ? node.display.color : "";
     shape.style.fill = colour || "";
-    group.querySelector(".counts").textContent = view.pebble ? status : countsText(node);
+    group.querySelector(".counts").textContent = view.pebble ? status : (node.held ? "⏸ " : "") + countsText(node);
+    group.querySelector("title").textContent = node.held ? `${node.name}: waits, ${node.held}` : node.name;
+    group.classList.toggle("held", Boolean(node.held) && !view.pebble);
     group.classList.toggle("selected", node.name === view.selectedNode);
   }
 }
@@ -309,7 +311,8 @@ async function selectNode(name) {
   if (view.selectedNode !== name || view.pebble) return;
   detail(`Node ${name}`,
     keyValues([["module", node.module], ["status", statusBadge(node.status)], ["counts", countsText(node)],
-      ["worker class", node.worker_class], ["depends on", node.dependencies.join(", ")]]),
+      ["worker class", node.worker_class], ["depends on", node.dependencies.join(", ")],
+      ...(node.held ? [["waits", node.held]] : [])]),
     node.display ? el("pre", { class: "value" }, show(node.display)) : null,
     el("h3", {}, "Running"), jobTable(running.items),
     el("h3", {}, "Jobs"), jobTable(recent.items));
