@@ -6,7 +6,8 @@
   ``{task name: result}``. It raises :class:`~cryoflow.pyapi.records.RunFailed` when a
   task failed. Useful for tests and small steps of a service.
 - :class:`ResourceQueryOperation` answers which operation runs the root holds (the
-  workflow resources): their name, status, end time and when their TTL removes them.
+  workflow resources): their name, status, end time, when their TTL removes them, and
+  the results and errors of their tasks so far.
 - :class:`DataQueryOperation` answers the data of a shared directory or volume:
   ``{relative path: bytes}`` of its files (those matching ``pattern``).
 
@@ -20,11 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cryoflow.errors import ConfigError
+from cryoflow.errors import ConfigError, CryoflowError
 from cryoflow.pyapi import opsupport
 from cryoflow.pyapi.operations import DEFAULT_ROOT, PipelineOperation
 from cryoflow.pyapi.records import RunFailed, RunStatus
 from cryoflow.pyapi.tasks import CustomTask, OperationTask
+from cryoflow.store.guard import DB_NAME
+from cryoflow.store.reader import StoreReader
 
 RUNNING = "running"
 """The status of a run whose folder has no end record yet."""
@@ -60,7 +63,9 @@ class DirectOperation(PipelineOperation):
 
 
 class ResourceQueryOperation:
-    """The operation runs in ``root``: ``[{name, status, finished, expires, state_dir}]``.
+    """The operation runs in ``root``: ``[{name, status, finished, expires, state_dir,
+    results, errors}]`` (task name → result of the tasks that ended well, → error of
+    those that failed).
 
     ``prefix`` keeps the runs of one operation (its name), ``status`` those with that
     status (``finished``, ``failed``, ``running``). Runs are listed oldest first.
@@ -91,7 +96,27 @@ def _run_info(folder: Path) -> dict[str, Any]:
         info = {}
     return {"name": folder.name, "status": info.get("status", RUNNING),
             "finished": info.get("finished"), "expires": opsupport.expires_at(info),
-            "state_dir": str(folder.absolute())}
+            "state_dir": str(folder.absolute()), **_outcomes(folder)}
+
+
+def _outcomes(folder: Path) -> dict[str, dict[str, Any]]:
+    """``results`` and ``errors`` of the tasks so far, from the run's state database."""
+    try:
+        with StoreReader((folder / DB_NAME).absolute()) as reader:
+            pebbles = reader.pebbles(limit=1)
+            pebble = reader.pebble(pebbles[0]["id"]) if pebbles else None
+    except (CryoflowError, KeyError, IndexError):
+        return {"results": {}, "errors": {}}
+    results: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for node, branches in (pebble or {}).get("nodes", {}).items():
+        state = branches.get("") or {}
+        output = state.get("output")
+        if state.get("outcome") == "success" and isinstance(output, dict):
+            results[node] = output.get("result")
+        elif state.get("error"):
+            errors[node] = str(state["error"])
+    return {"results": results, "errors": errors}
 
 
 class DataQueryOperation:
