@@ -14,7 +14,6 @@ import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,13 @@ from cryoflow.cli.tally import RunTally
 from cryoflow.colony.queue import ColonyQueue
 from cryoflow.colony.routes import route_table
 from cryoflow.daemon.inputs import InputRunner
-from cryoflow.daemon.root import build_executor, has_external_nodes, open_head, routed_executor
+from cryoflow.daemon.root import daemon_executor, open_head
 from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import CryoflowError
 from cryoflow.failpoints import Failpoints
 from cryoflow.graph.model import ENTRY, Graph
 from cryoflow.head import Head, missing_classes
 from cryoflow.store import Store
-from cryoflow.workers.base import Executor
-from cryoflow.workers.onhead import with_on_head
 
 log = logging.getLogger("cryoflow")
 
@@ -48,20 +45,6 @@ def default_state_dir(graph: Graph) -> Path:
     """``./.cryoflow/<workflow-name>/`` with the name made safe for a folder."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", graph.name).strip("-.") or "workflow"
     return Path(".cryoflow") / slug
-
-
-def daemon_executor(graph: Graph, settings: RunSettings, queue: ColonyQueue) -> Executor:
-    """The executor of ``--executor`` behind a router: ``docker`` nodes go to containers
-    (``image`` nodes are for ``--kubernetes``), ``executortype`` jobs wait in ``queue``
-    for external executors (only when the graph has such nodes), and jobs may grow the
-    graph."""
-    containers = None
-    if any(n.docker for n in graph) and settings.executor == "local" and not settings.kubernetes:
-        containers = build_executor(replace(settings, executor="docker"))
-    external = queue if has_external_nodes(graph) else None
-    routed = routed_executor(build_executor(settings), containers=containers,
-                             external=external, route_images=False)
-    return with_on_head(routed, graph)
 
 
 def run_workflow(graph: Graph, options: Mapping[str, Any], settings: RunSettings) -> int:

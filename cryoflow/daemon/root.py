@@ -11,7 +11,8 @@ and ``cryoflow serve`` of the ColonyOS layer (:mod:`cryoflow.colony`).
   that installs it).
 - :func:`routed_executor` puts a :class:`~cryoflow.workers.routing.RoutingExecutor` in
   front: containers for ``docker`` nodes, an external queue for ``executortype`` nodes
-  (given by a layer above, only when the graph has such nodes), and graph growth.
+  (given by a layer above, only when the graph has such nodes), and graph growth;
+  :func:`daemon_executor` is the whole wiring of a ``ccworkflow`` run.
 - :func:`open_head` opens the store and builds the :class:`Head`; :func:`close_head`
   stops it and closes the store; :func:`running_head` does both around a block.
 """
@@ -23,7 +24,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from cryoflow.head import Head
 from cryoflow.store import Store
 from cryoflow.workers import registry
 from cryoflow.workers.base import Executor, JobSink
+from cryoflow.workers.onhead import with_on_head
 from cryoflow.workers.routing import ExternalQueue, RoutingExecutor
 
 # ----------------------------------------------------------------------------- executors
@@ -155,6 +157,23 @@ def routed_executor(
     return RoutingExecutor(inner, containers=containers, external=external,
                            on_started=on_started, on_grow=grow_head,
                            route_images=route_images)
+
+
+def daemon_executor(graph: Graph, settings: RunSettings,
+                    external: ExternalQueue | None = None) -> Executor:
+    """The executor of a ``ccworkflow`` run: the one ``settings`` name, behind a router.
+
+    ``docker`` nodes go to containers (``image`` nodes are for ``--kubernetes``);
+    ``executortype`` jobs wait in ``external`` for external executors, only when the graph
+    has such nodes; jobs may grow the graph; ``runOnHead`` nodes run on the head.
+    """
+    containers = None
+    if any(n.docker for n in graph) and settings.executor == "local" and not settings.kubernetes:
+        containers = build_executor(replace(settings, executor="docker"))
+    routed = routed_executor(build_executor(settings), containers=containers,
+                             external=external if has_external_nodes(graph) else None,
+                             route_images=False)
+    return with_on_head(routed, graph)
 
 
 # ----------------------------------------------------------------------------- growth
