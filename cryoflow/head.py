@@ -475,9 +475,13 @@ class Head:
 
         Only after the commit: every job a worker may run is then a recorded attempt.
         """
-        for job in handed:
-            if job.id in self._jobs:  # not cancelled meanwhile
-                self.executor.submit(self.task_for(job))
+        tasks = [self.task_for(job) for job in handed if job.id in self._jobs]
+        submit_many = getattr(self.executor, "submit_many", None)
+        if submit_many is not None and len(tasks) > 1:
+            submit_many(tasks)  # one message per worker
+        else:
+            for task in tasks:
+                self.executor.submit(task)
 
     def _committed(self, actions: list[Action]) -> None:
         """What may only happen once the actions are durable: completions, listeners."""

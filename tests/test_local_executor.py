@@ -491,3 +491,14 @@ def test_jobs_sent_ahead_to_a_worker_that_dies_are_reported_lost() -> None:
         assert "before the job started" in sink.ended["b"]
 
     run_with(body, prefetch=1)
+
+
+def test_several_tasks_sent_in_one_message_run_in_order() -> None:
+    async def body(executor: LocalExecutor, sink: Sink) -> None:
+        assert executor.slots()[WorkerClass.NORMAL] == (1, 2)
+        executor.submit_many([task("probe_noop", name) for name in ("a", "b", "c")])
+        for name in ("a", "b", "c"):
+            assert (await sink.result(name)).outcome is Outcome.SUCCESS
+        assert [e[1] for e in sink.events if e[0] == "finished"] == ["a", "b", "c"]
+
+    run_with(body, prefetch=2)

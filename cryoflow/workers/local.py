@@ -208,6 +208,20 @@ class LocalExecutor:
 
     def submit(self, task: Task) -> None:
         """Hand ``task`` to an idle worker of its class; ValueError if there is none."""
+        worker = self._place(task)
+        self._send(worker, wire.encode_task(task))
+
+    def submit_many(self, tasks: list[Task]) -> None:
+        """:meth:`submit` each task, with one message per worker (tasks to start at once
+        first, as :meth:`slots` says)."""
+        per_worker: dict[_Worker, list[Task]] = {}
+        for task in tasks:
+            per_worker.setdefault(self._place(task), []).append(task)
+        for worker, given in per_worker.items():
+            self._send(worker, wire.encode_tasks(given))
+
+    def _place(self, task: Task) -> _Worker:
+        """Give ``task`` to an idle worker, or ahead to a busy one; return that worker."""
         if task.id in self._by_job:
             raise ValueError(f"job {task.id} is already running")
         idle = self._idle[task.worker_class]
@@ -218,7 +232,7 @@ class LocalExecutor:
             worker = self._ahead_worker(task)
             worker.backlog.append(task)
         self._by_job[task.id] = worker
-        self._send(worker, wire.encode_task(task))
+        return worker
 
     def _ahead_worker(self, task: Task) -> _Worker:
         """The busy worker of the task's class with the shortest backlog that may take it."""
@@ -283,14 +297,18 @@ class LocalExecutor:
         return worker
 
     def _on_readable(self, worker: _Worker) -> None:
+        """Read every message the worker has sent so far (its results reach the head's
+        next commit together)."""
+        conn = worker.conn
         try:
-            message = json.loads(worker.conn.recv_bytes())
+            while True:
+                self._dispatch(worker, json.loads(conn.recv_bytes()))
+                if conn.closed or not conn.poll():
+                    return
         except (EOFError, OSError):
             self._close_pipe(worker)
             if worker.exit_fd is None:
                 self._on_exit(worker)
-            return
-        self._dispatch(worker, message)
 
     def _dispatch(self, worker: _Worker, message: dict[str, Any]) -> None:
         op = message.get("op")

@@ -129,11 +129,18 @@ class WorkerProcess:
         op = message.pop("op", None)
         if op == "cancel":
             self._cancel(message.get("job_id"))
+        elif op == "tasks":
+            for task in message.get("tasks") or []:
+                self._take(task)
         elif op is None:
-            try:
-                self._jobs.put(decode_task(dict(message)))
-            except (TypeError, ValueError) as exc:
-                self._refuse(message, exc)
+            self._take(message)
+
+    def _take(self, message: dict[str, Any]) -> None:
+        """Queue one task to run, or answer one that cannot be read with a failure."""
+        try:
+            self._jobs.put(decode_task(dict(message)))
+        except (TypeError, ValueError) as exc:
+            self._refuse(message, exc)
 
     def _refuse(self, message: dict[str, Any], exc: Exception) -> None:
         """Answer a task this worker cannot read with a failed result (not silence)."""

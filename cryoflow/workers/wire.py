@@ -3,7 +3,8 @@
 One message per ``send_bytes`` on a :class:`multiprocessing.connection.Connection`:
 
 - head → worker: a :class:`Task` as a JSON object of its fields that differ from their
-  defaults (no ``op`` key), or ``{"op": "cancel", "job_id"}``. Closing the pipe asks
+  defaults (no ``op`` key), several as ``{"op": "tasks", "tasks": [...]}`` (run in that
+  order), or ``{"op": "cancel", "job_id"}``. Closing the pipe asks
   the worker to exit.
 - worker → head: ``{"op": "ready", "pid"}`` once; per job ``{"op": "started",
   "job_id", "worker", "host", "pid"}`` and ``{"op": "finished", "job_id", "outcome",
@@ -60,6 +61,13 @@ def encode(message: Mapping[str, Any]) -> bytes:
 def encode_task(task: Task) -> bytes:
     """A task as sent to a worker: a JSON object of its fields that differ from defaults."""
     return encode(task.to_dict())
+
+
+def encode_tasks(tasks: list[Task]) -> bytes:
+    """One task as :func:`encode_task`, several as ``{"op": "tasks", "tasks": [...]}``."""
+    if len(tasks) == 1:
+        return encode_task(tasks[0])
+    return encode({"op": "tasks", "tasks": [task.to_dict() for task in tasks]})
 
 
 def decode_task(data: dict[str, Any]) -> Task:
