@@ -617,7 +617,8 @@ class Head:
         with self.store.batch() as tx:
             for job_id in tx.requeue_running(now=now):
                 actions += self.engine.handle(
-                    JobLost(job_id, "the head restarted while the job was running"), now)
+                    JobLost(job_id, "the head restarted while the job was running",
+                            charged=False), now)
             tx.apply(actions, now=now)
         for job in queued:
             if self.engine.is_current(job.id):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enginekit import Driver, fail, graph, node
 
 from cryoflow.engine.records import (
+    JobLost,
     NodeStatus,
     PebbleAdded,
     PebbleCancelled,
@@ -310,6 +311,19 @@ def test_a_lost_worker_does_not_count_against_retries_up_to_the_poison_limit() -
     poisoned.lose()
     poisoned.lose()
     assert "worker lost 2 times" in poisoned.state("A").error
+
+
+def test_jobs_lost_because_the_head_stopped_run_again_without_nearing_the_poison_limit() -> None:
+    d = Driver(graph(node("In"), node("A", ("In",))), poison_limit=2)
+    d.add()
+    for _ in range(4):
+        job = d.queue.pop(0)
+        d._take(d.engine.handle(JobLost(job.id, "the head restarted", charged=False), d.now))
+    d.lose()
+    d.run()
+    state = d.state("A")
+    assert state.outcome is Outcome.SUCCESS and state.lost == 5
+    assert d.ran[-1].attempt == 6
 
 
 def test_a_stale_attempt_report_is_ignored() -> None:

@@ -207,9 +207,12 @@ class _Step:
         if found is None:
             return
         pebble, name, branch, state = found
-        state = replace(state, lost=state.lost + 1)
-        if state.lost >= self.engine.poison_limit:
-            error = f"worker lost {state.lost} times running this job (last: {event.reason})"
+        uncharged = int(state.stats.get("head_restarts", 0)) + (not event.charged)
+        stats = {**state.stats, "head_restarts": uncharged} if uncharged else state.stats
+        state = replace(state, lost=state.lost + 1, stats=stats)
+        charged = state.lost - uncharged
+        if charged >= self.engine.poison_limit:
+            error = f"worker lost {charged} times running this job (last: {event.reason})"
             self.finish(pebble, name, branch, Outcome.ERROR, error=error, base=state)
         else:
             self.requeue(pebble, name, branch, state, 0.0)

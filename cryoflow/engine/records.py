@@ -101,6 +101,9 @@ class JobLost:
 
     job_id: str
     reason: str = "worker lost"
+    charged: bool = True
+    """Does the loss count towards the poison limit? Not when the head itself stopped
+    (the job is run again as a new attempt either way)."""
 
 
 @dataclass(frozen=True)
