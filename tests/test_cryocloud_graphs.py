@@ -281,3 +281,28 @@ def test_a_service_node_whose_args_the_service_does_not_take_is_refused_at_start
     done = ccworkflow(str(graph), "--no-http", "--state", str(tmp_path / "st"), cwd=tmp_path)
     assert done.returncode == 2
     assert f"service {service.url.rstrip('/')} does not take colour (it takes scene)" in done.stderr
+
+
+def test_replicas_caps_how_many_jobs_of_a_node_run_at_once() -> None:
+    from cryoflow.graph import load_graph
+
+    def node(**keys: Any) -> dict[str, Any]:
+        return {"module": "noop", "downstreamOf": ["Start"], **keys}
+
+    graph = load_graph({"workflow": {"name": "r", "nodes": [
+        {"name": "Start", "module": "cmdline"},
+        node(name="Two", replicas=2), node(name="Plain"),
+        node(name="Both", replicas=2, max_parallel=5)]}})
+    caps = {n.name: n.max_parallel for n in graph if not n.is_input}
+    assert caps == {"Two": 2, "Plain": None, "Both": 5}
+
+
+def test_a_reference_to_the_caller_of_an_input_is_only_a_note(tmp_path: Path) -> None:
+    graph = tmp_path / "g.json"
+    graph.write_text(json.dumps({"workflow": {"name": "c", "nodes": [
+        {"name": "In", "module": "dirwatcher", "args": {"src": str(tmp_path)}},
+        {"name": "Use", "module": "noop", "downstreamOf": ["In"],
+         "args": {"who": {"output": "parent.caller"}}}]}}))
+    done = ccworkflow(str(graph), "--validate", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "no parent has an output 'caller'" in done.stderr

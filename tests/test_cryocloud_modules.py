@@ -339,3 +339,64 @@ def test_communicate_alone_times_out_naming_who_arrived(tmp_path: Path) -> None:
 
 def test_the_tools_the_builtins_run_are_installed() -> None:
     assert shutil.which("ffmpeg") and shutil.which("git"), "scripts/test.sh installs them"
+
+
+def test_a_text_result_of_a_module_without_outputs_is_kept_as_retval() -> None:
+    result, _ = run("text_result", {"errors": "b.tif: missing"})
+    assert result.outcome is Outcome.SUCCESS, result.error
+    assert result.retval == {"retval": "b.tif: missing"}
+
+
+# the CryoCloud.Common helpers
+
+
+def test_the_netwatcher_helper_hands_posts_to_on_add_and_checks_its_schema() -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from cryoflow.compat import install
+
+    install()
+    from CryoCloud.Common import NetWatcher  # type: ignore[import-not-found]
+
+    posted: list[dict[str, Any]] = []
+
+    def on_add(info: dict[str, Any]) -> int:
+        posted.append(info)
+        return len(posted)
+
+    stop = threading.Event()
+    schema = {"type": "object", "required": ["product"]}
+    watcher = NetWatcher(0, onAdd=on_add, stop_event=stop, schema=schema)
+    watcher.start()
+    url = f"http://127.0.0.1:{watcher.port}/task"
+    try:
+        request = urllib.request.Request(url, data=json.dumps({"product": "S1"}).encode())
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert (reply.status, json.loads(reply.read())) == (202, {"id": 1})
+        bad = urllib.request.Request(url, data=b'{"other": 1}')
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=10)
+        assert refused.value.code == 400
+        assert "'product' is a required property" in refused.value.read().decode()
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert posted == [{"product": "S1"}]
+
+
+def test_the_directory_watcher_helper_offers_each_settled_file_once(tmp_path: Path) -> None:
+    from cryoflow.compat.CryoCloud.Common.directorywatcher import DirectoryWatcher
+
+    seen: list[dict[str, Any]] = []
+    watcher = DirectoryWatcher(1, str(tmp_path), seen.append, stabilize=0.5)
+    (tmp_path / "a.dat").write_text("12")
+    watcher.scan(0.0)
+    watcher.scan(0.2)
+    assert seen == []  # not settled yet
+    watcher.scan(0.6)
+    watcher.scan(5.0)
+    assert [(i["relpath"], i["datasize"]) for i in seen] == [("a.dat", 2)]
+    with pytest.raises(FileNotFoundError, match="it is not a folder"):
+        DirectoryWatcher(2, str(tmp_path / "none"), seen.append)

@@ -307,6 +307,9 @@ def _run_if_refs(node: Node, facts: GraphFacts, problems: Problems) -> None:
 
 
 _HOST_KEYS = frozenset({"node"})
+_SOFT_KEYS = _HOST_KEYS | {"caller"}
+"""Keys CryoCloud graphs read that modules rarely declare: the host, and the input
+node that made an item (CryoCloud's inputs added ``caller`` to every item)."""
 
 
 class _References:
@@ -343,9 +346,9 @@ class _References:
     def _reference(self, node: Node, what: str, spec: ArgSpec) -> None:
         head, key = spec.ref_node or "", spec.ref_key or ""
         where = self.facts.labels[node.name]
-        # An output with a default never fails a run, so it is only a note; so is the
-        # host, which CryoCloud graphs read as an output ("parent.node").
-        soft = spec.has_default or (spec.source is ArgSource.OUTPUT and key in _HOST_KEYS)
+        # An output with a default never fails a run, so it is only a note; so are the
+        # host and the caller, which CryoCloud graphs read as outputs ("parent.node").
+        soft = spec.has_default or (spec.source is ArgSource.OUTPUT and key in _SOFT_KEYS)
         text = f"{what}: {spec.source.value} {spec.ref!r}"
         if not spec.has_default and spec.source is ArgSource.OUTPUT and key in _HOST_KEYS:
             text += f' (the host that ran a node is {{"stat": "{head}.{key}"}})'

@@ -54,6 +54,15 @@ class _Entry:
     call: Callable[..., Any]
     takes_cancel: bool
     outputs: tuple[str, ...]
+    keeps_text: bool = False
+    """A ``ccmodule`` without outputs: CryoCloud modules like that returned a text as
+    their result (``(100, "")``, or their errors); it is kept as output ``retval``."""
+
+    def kept(self, value: Any) -> Any:
+        if self.keeps_text and isinstance(value, tuple) and len(value) == 2 and isinstance(
+                value[1], str):
+            return value[0], {"retval": value[1]}
+        return value
 
 
 def run_task(task: Task, worker: WorkerHandle, cancel_event: threading.Event) -> JobResult:
@@ -95,8 +104,8 @@ def _run(task: Task, worker: WorkerHandle, cancel_event: threading.Event) -> _No
             "module": task.module,
         }
         if entry.takes_cancel:
-            return normalize(entry.call(worker, task_dict, cancel_event))
-        return normalize(entry.call(worker, task_dict))
+            return normalize(entry.kept(entry.call(worker, task_dict, cancel_event)))
+        return normalize(entry.kept(entry.call(worker, task_dict)))
 
     with _WorkingDir(task.workdir):
         if task.loop:
@@ -245,7 +254,9 @@ def _make_entry(name: str, module: ModuleType) -> _Entry:
         raise ModuleLoadError(f"module {name!r} ({where}) has no process_task function")
     declared = getattr(module, "ccmodule", None)
     outputs = declared.get("outputs") if isinstance(declared, dict) else None
-    return _Entry(call, _takes_cancel(call), tuple(outputs) if isinstance(outputs, dict) else ())
+    keeps_text = isinstance(declared, dict) and not declared.get("outputs")
+    return _Entry(call, _takes_cancel(call), tuple(outputs) if isinstance(outputs, dict) else (),
+                  keeps_text)
 
 
 def _takes_cancel(call: Callable[..., Any]) -> bool:
