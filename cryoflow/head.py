@@ -305,6 +305,8 @@ class Head:
 
     def _tick(self) -> None:
         self._tick_scheduled = False
+        if self._loop is None:
+            return  # a tick scheduled before stop(): the store may be closed by now
         if self._lazy is not None:
             self._lazy.cancel()
             self._lazy = None
