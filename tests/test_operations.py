@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -14,9 +15,10 @@ from typing import Any
 
 import flows
 import pytest
+from executorkit import docker_daemon_fixture  # noqa: F401 - the docker_daemon fixture
 
 from cryoflow.errors import ConfigError
-from cryoflow.graph.model import Outcome, WorkerClass
+from cryoflow.graph.model import Outcome, WorkerClass, frozen_map
 from cryoflow.pyapi import operations, opsupport
 from cryoflow.pyapi.operations import (
     BashTask,
@@ -327,3 +329,222 @@ def test_the_bash_module_stops_the_process_when_the_job_is_cancelled() -> None:
     started = time.monotonic()
     result = bash({"command": ["sleep", "30"]}, cancel)
     assert result.outcome is Outcome.CANCEL and time.monotonic() - started < 5
+
+
+# ----------------------------------------------------------------------------- direct ops
+
+
+def test_a_direct_operation_returns_the_result_of_its_task_at_once(tmp_path: Path) -> None:
+    single = operations.DirectOperation("direct-", PythonTask("one", flows.fa), root=tmp_path)
+    assert single.execute() == 1
+    both = operations.DirectOperation("direct-", [PythonTask("one", flows.fa),
+                                                  BashTask("two", "echo 2")], root=tmp_path)
+    assert both.execute() == {"one": 1, "two": {"returncode": 0, "stdout": "2\n", "stderr": ""}}
+
+
+def test_a_direct_operation_raises_when_its_task_fails_and_refuses_containers(
+        tmp_path: Path) -> None:
+    with pytest.raises(RunFailed, match="boom"):
+        operations.DirectOperation("direct-", BashTask("boom", "echo boom >&2; exit 1"),
+                                   root=tmp_path).execute()
+    with pytest.raises(ConfigError, match="not in containers; use SingleTaskOperation"):
+        operations.DirectOperation("direct-", CustomTask("c", "img", command=["true"]))
+
+
+def test_a_resource_query_lists_the_runs_with_status_results_and_errors(tmp_path: Path) -> None:
+    operations.DirectOperation("good-", PythonTask("one", flows.fa), root=tmp_path).execute()
+    with pytest.raises(RunFailed):
+        operations.DirectOperation("bad-", BashTask("no", "exit 3"), root=tmp_path).execute()
+    runs = operations.ResourceQueryOperation("q", root=tmp_path).execute()
+    assert [(r["name"][:4], r["status"]) for r in runs] == [("good", "finished"),
+                                                              ("bad-", "failed")]
+    assert runs[0]["results"] == {"one": 1} and "exit" in runs[1]["errors"]["no"]
+    assert runs[0]["expires"] == pytest.approx(runs[0]["finished"] + 20 * 60)
+    failed = operations.ResourceQueryOperation("q", root=tmp_path, status="failed").execute()
+    assert [r["name"][:4] for r in failed] == ["bad-"]
+    assert operations.ResourceQueryOperation("q", root=tmp_path / "none").execute() == []
+
+
+def test_a_data_query_reads_the_files_of_a_volume(tmp_path: Path) -> None:
+    volume = tmp_path / "volumes" / "myclaim"
+    (volume / "sub").mkdir(parents=True)
+    (volume / "a.txt").write_text("a")
+    (volume / "sub" / "b.csv").write_text("b")
+    query = operations.DataQueryOperation("data", "myclaim:/opt/shared", root=tmp_path)
+    assert query.execute() == {"a.txt": b"a", "sub/b.csv": b"b"}
+    only = operations.DataQueryOperation("data", "myclaim:/x", pattern="**/*.csv", root=tmp_path)
+    assert only.execute() == {"sub/b.csv": b"b"}
+    with pytest.raises(ConfigError, match="there is no data to query"):
+        operations.DataQueryOperation("data", "other:/x", root=tmp_path).execute()
+
+
+# ----------------------------------------------------------------------------- read-only
+
+
+def write_shared() -> str:
+    (Path(os.environ["SHARED_DIRECTORY"]) / "new.txt").write_text("x")
+    return "wrote"
+
+
+def read_shared() -> str:
+    return (Path(os.environ["SHARED_DIRECTORY"]) / "data.txt").read_text()
+
+
+@pytest.mark.parametrize("task", [
+    PythonTask("py", write_shared),
+    BashTask("sh", "echo y > y.txt"),
+    CommandBasedTask("cmd", ["touch", "z.txt"]),
+])
+def test_a_local_task_cannot_write_into_a_read_only_shared_directory(
+        tmp_path: Path, task: Any) -> None:
+    volume = tmp_path / "volumes" / "myclaim"
+    volume.mkdir(parents=True)
+    (volume / "data.txt").write_text("data")
+    op = operations.DistributedSyncOperation("ro-", task, root=tmp_path, inline=True,
+                                             shared_directory="myclaim:/opt/shared:ro")
+    with pytest.raises(RunFailed, match="Read-only file system"):
+        op.execute()
+    assert sorted(p.name for p in volume.iterdir()) == ["data.txt"]
+
+
+def test_a_local_task_reads_a_read_only_folder_and_writes_a_writable_one(tmp_path: Path) -> None:
+    volume = tmp_path / "volumes" / "myclaim"
+    volume.mkdir(parents=True)
+    (volume / "data.txt").write_text("data")
+    op = operations.DistributedSyncOperation(
+        "ro-", [PythonTask("read", read_shared),
+                BashTask("copy", 'cp data.txt "$SHARED_DIRECTORY_1"/')],
+        root=tmp_path, inline=True,
+        shared_directory=["myclaim:/opt/shared:ro", f"{tmp_path / 'out'}"])
+    (tmp_path / "out").mkdir()
+    record = op.execute()
+    assert record.results["read"] == "data"
+    assert (tmp_path / "out" / "data.txt").read_text() == "data"
+    assert sorted(p.name for p in volume.iterdir()) == ["data.txt"]
+
+
+def test_the_read_only_wrapper_refuses_a_bad_command_line() -> None:
+    from cryoflow.pyapi import readonly
+
+    assert readonly.main(["--read-only", "/tmp"]) == 2
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def test_an_image_without_a_default_command_or_not_on_the_daemon_is_named(
+        tmp_path: Path, docker_daemon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_daemon.base_url)
+    missing = operations.SingleTaskOperation("img-", CustomTask("t", "local/never-built:x"),
+                                             root=tmp_path, applications=tmp_path / "apps")
+    with pytest.raises(ConfigError, match="is not on the Docker daemon and no application"):
+        missing.execute()
+    folder = tmp_path / "apps" / "demo" / "tasks" / "broken"
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text("FROM local/debian-py:bookworm\nRUN exit 7\n")
+    broken = operations.SingleTaskOperation("img-", CustomTask("t", "demo-broken"),
+                                            root=tmp_path, applications=tmp_path / "apps")
+    with pytest.raises(ConfigError, match=r"image 'demo-broken' from .*Dockerfile does not build"):
+        broken.execute()
+
+
+def test_an_application_task_image_is_found_by_app_and_task_name(tmp_path: Path) -> None:
+    from cryoflow.pyapi.images import find_task_folder
+
+    folder = tmp_path / "my-app" / "tasks" / "do-it"
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text("FROM scratch\n")
+    assert find_task_folder("my-app-do-it", [tmp_path]) == folder
+    assert find_task_folder("my-app-other", [tmp_path]) is None
+    assert find_task_folder("local/my-app-do-it:1", [tmp_path]) is None
+
+
+def test_a_volume_wins_over_a_host_folder_of_the_same_path_named_in_the_args(
+        tmp_path: Path) -> None:
+    from cryoflow.workers.docker_plan import BindMount, plan_mounts
+
+    same = tmp_path / "opt-shared"
+    same.mkdir()
+    job = Task(id="1/t#1", pebble_id=1, module="bash", module_ref="bash.py", workflow="w",
+               node="t", args=frozen_map({"env": {"SHARED_DIRECTORY": str(same)}}),
+               worker_class=WorkerClass.NORMAL,
+               volumes=((str(tmp_path / "vol"), str(same), "ro"),))
+    mounts = plan_mounts(job, package=False)
+    assert [m for m in mounts if m.target == str(same)] == [
+        BindMount(str(tmp_path / "vol"), str(same), True)]
+
+
+# ----------------------------------------------------------------------------- events
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on a free port (scripts/test.sh installs it)."""
+    import shutil
+    import subprocess
+
+    from executorkit import free_port, stop_process
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is not installed; scripts/test.sh installs it (apt)")
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    import redis
+
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        stop_process(process, timeout_s=10)
+
+
+def test_on_exit_notify_sends_to_a_redis_events_queue(
+        tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    monkeypatch.setenv("CRYOFLOW_EVENTS", redis_url)
+    op = operations.SingleTaskOperation(
+        "queued-", PythonTask("p", flows.fa), root=tmp_path, inline=True,
+        on_exit_notify={"queue": "my_queue", "payload": json.dumps({"insert": 1})})
+    run = op.execute()
+    run.wait(30)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        popped = client.blpop(["my_queue"], timeout=10)
+    finally:
+        client.close()
+    assert popped is not None and json.loads(popped[1]) == {
+        "status": "Succeeded", "payload": '{"insert": 1}', "workflow": run.name}
+    assert not (tmp_path / "queues").exists()
+
+
+def test_a_broker_given_to_one_operation_is_read_back_by_read_queue(
+        tmp_path: Path, redis_url: str) -> None:
+    op = operations.SingleTaskOperation(
+        "queued-", BashTask("no", "exit 1"), root=tmp_path, inline=True,
+        on_exit_notify={"queue": "done", "broker": redis_url})
+    op.execute().wait(30)
+    deadline = time.monotonic() + 10
+    while not opsupport.read_queue(tmp_path, "done", redis_url):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [m["status"] for m in opsupport.read_queue(tmp_path, "done", redis_url)] == ["Failed"]
+
+
+def test_a_broker_that_is_not_file_or_redis_is_refused() -> None:
+    with pytest.raises(ConfigError, match="use 'file:' or redis://HOST:PORT/DB"):
+        operations.SingleTaskOperation("x-", PythonTask("p", flows.fa),
+                                       on_exit_notify={"queue": "q", "broker": "kafka://k"})

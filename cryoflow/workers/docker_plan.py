@@ -190,11 +190,19 @@ def plan_mounts(
         want(path, read_only)
     for folder in _code_folders(task, package):
         want(folder, True)
-    mounts = [
-        BindMount(p, p, ro) for p, ro in sorted(wanted.items()) if not _covered(p, ro, wanted)
-    ]
     extra = [BindMount(src, dst, mode == "ro") for src, dst, mode in task.volumes]
+    targets = [os.path.normpath(m.target) for m in extra]
+    mounts = [
+        BindMount(p, p, ro)
+        for p, ro in sorted(wanted.items())
+        if not _covered(p, ro, wanted) and not _under_any(p, targets)
+    ]
     return tuple(mounts + extra)
+
+
+def _under_any(path: str, targets: list[str]) -> bool:
+    """The node's own volumes win over a host path of the same name found in its args."""
+    return any(path == t or path.startswith(t.rstrip("/") + "/") for t in targets)
 
 
 def _covered(path: str, read_only: bool, wanted: Mapping[str, bool]) -> bool:
