@@ -21,8 +21,16 @@ ccmodule = {
 
 
 def start(handler, args, stop_event):
-    """Hand ``args`` (the head passes the workflow's options) over as the one item."""
+    """Hand ``args`` (the head passes the workflow's options) over as the one item.
+
+    A run killed before that pebble finished is resumed by the next run with the same
+    options (the item is the key); after it finished, the same options run again.
+    """
     item = {key: value for key, value in args.items() if not str(key).startswith("__")}
     if "__name__" in args:
         item.setdefault("caller", args["__name__"])
-    handler.onAdd(item)
+    resume_or_add = getattr(handler, "resume_or_add", None)
+    if resume_or_add is None:  # a handler without pebble keys (CryoCloud's)
+        handler.onAdd(item)
+    else:
+        resume_or_add(item)

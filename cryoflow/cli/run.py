@@ -27,7 +27,7 @@ from cryoflow.cli.summary import Pointers, print_summary
 from cryoflow.cli.tally import RunTally
 from cryoflow.colony.queue import ColonyQueue
 from cryoflow.colony.routes import route_table
-from cryoflow.daemon.inputs import InputRunner
+from cryoflow.daemon.inputs import InputRunner, offer_unless_unfinished
 from cryoflow.daemon.root import daemon_executor, open_head
 from cryoflow.daemon.settings import RunSettings
 from cryoflow.errors import CryoflowError
@@ -168,8 +168,8 @@ class _Run:
         self._install_signals(loop)
         try:
             self.inputs.start(loop)
-            if not self.head.graph.input_nodes:
-                await self.head.offer(ENTRY, dict(self.head.options))
+            if not self.head.graph.input_nodes:  # one pebble of the options, keyed by them
+                await offer_unless_unfinished(self.head, ENTRY, dict(self.head.options))
             await self._wait()
             await self._done(api)
         finally:

@@ -22,6 +22,7 @@ from cryoflow.errors import ArgumentError, CryoflowError, InputError
 from cryoflow.graph.model import Graph, Node
 from cryoflow.graph.modules import builtin_modules_dir, load_module
 from cryoflow.head import Head
+from cryoflow.store import Store, codec
 from cryoflow.store.reader import StoreReader
 
 log = logging.getLogger("cryoflow.daemon.inputs")
@@ -81,6 +82,7 @@ class InputHandler:
     def __init__(self, head: Head, node: Node, loop: asyncio.AbstractEventLoop) -> None:
         self.head = HeadLink(head)
         self.node = node
+        self._head = head
         self._offer = head.offer
         self._loop = loop
 
@@ -114,6 +116,41 @@ class InputHandler:
     def has_seen(self, key: str) -> bool:
         """Was an item with this seen key committed before (files across restarts)?"""
         return self.head.has_seen(key)
+
+    def resume_or_add(self, item: Mapping[str, Any], *, timeout_s: float | None = None) -> int:
+        """The unfinished pebble of this input node with an equal item, else a new one.
+
+        What ``cmdline`` offers: a run killed before its pebble finished is resumed by
+        the next run with the same options instead of getting a second pebble.
+        """
+        async def offer() -> int:
+            return await offer_unless_unfinished(self._head, self.node.name, dict(item))
+
+        return asyncio.run_coroutine_threadsafe(offer(), self._loop).result(timeout_s)
+
+
+async def offer_unless_unfinished(head: Head, input_node: str, item: dict[str, Any]) -> int:
+    """Offer ``item`` from ``input_node`` unless an unfinished pebble of that input holds an
+    equal item: then that pebble's id (it is resumed). Runs on the head's loop."""
+    same = unfinished_with(head.store, input_node, item)
+    if same is not None:
+        log.info("resuming pebble %d, unfinished with the same input from '%s'", same,
+                 input_node)
+        return same
+    return await head.offer(input_node, item)
+
+
+def unfinished_with(store: Store, input_node: str, item: Mapping[str, Any]) -> int | None:
+    """The first unfinished pebble of ``input_node`` whose item equals ``item`` (as
+    stored, so JSON-equal), or None."""
+    wanted = codec.loads(codec.dumps(dict(item)))
+    after = 0
+    while page := store.pebbles(state="active", after_id=after, limit=500):
+        for pebble in page:
+            if pebble["input_node"] == input_node and pebble["item"] == wanted:
+                return int(pebble["id"])
+        after = page[-1]["id"]
+    return None
 
 
 @dataclass
