@@ -172,6 +172,26 @@ def test_stay_keeps_the_web_view_after_the_run_until_ctrl_c(
     assert f"the web view: {url}" in out
 
 
+def test_the_readme_tour_says_what_the_readme_promises(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    graph = re.search(r"<!-- file: scenes.json -->\n```json\n(.*?)```", readme, re.S)
+    assert graph is not None
+    (tmp_path / "scenes.json").write_text(graph.group(1))
+    with zipfile.ZipFile(tmp_path / "s1.zip", "w") as archive:
+        archive.writestr("s1/b1.txt", "band 1")
+    shown = cc("ccworkflow", "scenes.json", "--help", cwd=tmp_path)
+    assert shown.returncode == 0 and "--src FILE" in shown.stdout
+    ran = cc("ccworkflow", "scenes.json", "--src", "s1.zip", "--report", "out.json",
+             cwd=tmp_path)
+    assert ran.returncode == 0 and "1 completed, 0 failed" in ran.stdout
+    assert "b1.txt" in cc("cclog", "--state", ".cryoflow/Scenes", cwd=tmp_path).stdout
+    (tmp_path / "broken.zip").write_text("not a zip")
+    broken = cc("ccworkflow", "scenes.json", "--src", "broken.zip", cwd=tmp_path)
+    assert broken.returncode == 0
+    assert "handled error: pebble 2, node Unpack (error)" in broken.stdout
+    assert "broken.zip" in broken.stdout and "not a zip file" in broken.stdout.lower()
+
+
 # ------------------------------------------------------------------ validation and inputs
 
 
