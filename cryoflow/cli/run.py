@@ -1,7 +1,8 @@
 """``ccworkflow GRAPH``: open the state folder, start workers and inputs, run, report.
 
 Exit codes: 0 every pebble completed, 1 some pebble failed, 2 invalid input (graph,
-options, state folder), 130 after Ctrl-C (running jobs cancelled, state saved).
+options, state folder) or an input that could not run, 130 after Ctrl-C (running jobs
+cancelled, state saved; 0 or 1 when Ctrl-C ends ``--stay`` after the work was done).
 """
 
 from __future__ import annotations
