@@ -198,8 +198,28 @@ def _legacy(data: dict[str, Any], problems: Problems) -> dict[str, Any]:
             problems.error("", "the workflow has both 'modules' and 'nodes'; keep 'nodes'")
         workflow.setdefault("nodes", workflow["modules"])
         del workflow["modules"]
+    if isinstance(workflow.get("nodes"), list):
+        workflow["nodes"] = _legacy_nodes(workflow["nodes"], problems)
     rest = {k: v for k, v in data.items() if k not in ("options", "workflow")}
     return {**rest, "workflow": workflow}
+
+
+def _legacy_nodes(nodes: list[Any], problems: Problems) -> list[Any]:
+    """Early CryoCloud files gave nodes ``options``: more args (``args`` win)."""
+    out = []
+    for node in nodes:
+        if isinstance(node, dict) and isinstance(node.get("children"), list):
+            node = {**node, "children": _legacy_nodes(node["children"], problems)}
+        if isinstance(node, dict) and isinstance(node.get("options"), dict):
+            label = node.get("name") or node.get("module") or "a node"
+            problems.warning("", f"node {label!r}: legacy format: move the node's 'options' "
+                                 "into 'args'")
+            given = node.get("args")
+            args: dict[str, Any] = given if isinstance(given, dict) else {}
+            node = {k: v for k, v in node.items() if k != "options"} | {
+                "args": {**node["options"], **args}}
+        out.append(node)
+    return out
 
 
 def _check_schema(data: dict[str, Any], problems: Problems, lenient: bool) -> None:

@@ -355,15 +355,12 @@ _LEGACY_REF = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+")
 
 
 def _node_args(keys: Mapping[str, Any], where: str, ctx: BuildContext) -> Mapping[str, ArgSpec]:
-    """The node's args, reading two early CryoCloud spellings with a warning each: a node's
-    ``options`` are more args (``args`` win), and ``{"Node.output": "argname"}`` in
-    ``args`` is ``{"argname": {"output": "Node.output", "default": null}}``."""
-    if "args" not in keys and "options" not in keys:
+    """The node's args, reading an early CryoCloud spelling with a warning:
+    ``{"Node.output": "argname"}`` in ``args`` is ``{"argname": {"output": "Node.output",
+    "default": null}}``. (A node's ``options``, more args, are read by the loader.)"""
+    if "args" not in keys:
         return EMPTY
     raw: dict[str, Any] = {}
-    if isinstance(keys.get("options"), dict):
-        ctx.problems.warning(where, "legacy format: move the node's 'options' into 'args'")
-        raw.update(keys["options"])
     for name, value in (keys.get("args") or {}).items():
         if _LEGACY_REF.fullmatch(name) and isinstance(value, str) and value.isidentifier():
             ctx.problems.warning(
