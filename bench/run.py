@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import refs  # noqa: E402
 
+from cryoflow.daemon.settings import RunSettings  # noqa: E402
 from cryoflow.graph.model import ArgSource, ArgSpec, Graph, Node, frozen_map  # noqa: E402
 from cryoflow.head import Head  # noqa: E402
 from cryoflow.store import Retention, Store  # noqa: E402
@@ -72,7 +73,7 @@ class Bench:
         self.store = Store.open(folder, workflow=graph.name)
         self.head = Head(graph, store=self.store,
                          executor=LocalExecutor(workers=2, admin_workers=0, gpus=0,
-                                                prefetch=1),
+                                                prefetch=RunSettings.prefetch),
                          retention=retention)
 
     async def __aenter__(self) -> Head:

@@ -49,7 +49,7 @@ log = logging.getLogger("cryoflow.head")
 LAZY_TICK_S = 0.05
 """How long job starts, status values and log lines may wait for the next commit."""
 AHEAD_MAX_S = 0.05
-"""Jobs of nodes whose measured run time is shorter may be sent ahead to busy workers."""
+"""Jobs go ahead to busy workers only while a full backlog of them runs in less time."""
 
 Listener = Callable[[Action], None]
 """Receives every committed action (web view, metrics, display, active records)."""
@@ -544,8 +544,14 @@ class Head:
         return chosen
 
     def _short(self, job: JobSpec) -> bool:
-        """Did ``job``'s node measure short enough to be sent ahead to a busy worker?"""
-        return self._runtimes.get(job.node, AHEAD_MAX_S) < AHEAD_MAX_S
+        """Did ``job``'s node measure short enough to be sent ahead to a busy worker?
+
+        Short enough that a worker's whole backlog of such jobs (the executor's
+        ``prefetch`` of them) takes less than :data:`AHEAD_MAX_S`.
+        """
+        runtime = self._runtimes.get(job.node)
+        depth = max(1, getattr(self.executor, "prefetch", 1))
+        return runtime is not None and runtime * depth < AHEAD_MAX_S
 
     def _measure(self, node: str, stats: Mapping[str, Any]) -> None:
         """Keep a moving average of the node's job run times."""

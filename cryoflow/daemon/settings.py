@@ -43,8 +43,9 @@ class RunSettings:
     """Recycle a worker process after this many jobs (0: never)."""
     max_worker_memory_mb: int = 0
     """Recycle a worker process once its RSS exceeds this (0: never)."""
-    prefetch: int = 1
-    """Jobs sent ahead to each busy local worker (0: one job at a time)."""
+    prefetch: int = 16
+    """Most jobs sent ahead to each busy local worker (0: one job at a time); only jobs
+    measured short enough that this many run in under 50 ms are sent ahead."""
     kill_grace_s: float = 2.0
     poison_limit: int = 3
     """A job whose worker is lost this many times ends ``error``."""

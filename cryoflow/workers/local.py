@@ -166,6 +166,11 @@ class LocalExecutor:
                     free[worker.slot.worker_class] += self._prefetch - len(worker.backlog)
         return free
 
+    @property
+    def prefetch(self) -> int:
+        """How many jobs a busy worker may hold sent ahead (0: none)."""
+        return self._prefetch
+
     def slots(self) -> Mapping[WorkerClass, tuple[int, int]]:
         """Per class: ``(idle, ahead)``. ``idle`` jobs submitted now start at once; up to
         ``ahead`` more may follow them, sent ahead to workers that are (or then become)
