@@ -306,3 +306,39 @@ def test_a_reference_to_the_caller_of_an_input_is_only_a_note(tmp_path: Path) ->
     done = ccworkflow(str(graph), "--validate", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "no parent has an output 'caller'" in done.stderr
+
+
+def test_the_communicate_example_lets_the_two_inputs_pebbles_meet(tmp_path: Path) -> None:
+    graph = json.loads((GRAPHS / "communicate.json").read_text())
+    inbox = tmp_path / "input"
+    inbox.mkdir()
+    for node in graph["workflow"]["nodes"]:
+        if node["module"] == "dirwatcher":
+            node["args"].update(src=str(inbox), stabilize=0.3)
+        if node["module"] == "communicate":
+            node["args"]["dir"] = str(tmp_path / "meet")
+    path = tmp_path / "communicate.json"
+    path.write_text(json.dumps(graph))
+    report = tmp_path / "r.json"
+    head = subprocess.Popen(
+        [sys.executable, "-m", "cryoflow.cli.workflow", str(path), "--modules",
+         str(GRAPHS / "modules"), "--no-http", "--state", str(tmp_path / "st"), "--report",
+         str(report)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        (inbox / "scene.dat").write_text("x")
+        time.sleep(8)
+    finally:
+        head.send_signal(signal.SIGINT)
+        _out, err = head.communicate(timeout=60)
+    pebbles = json.loads(report.read_text())["pebbles"]
+    assert len(pebbles) == 2, err
+    sync = [p["nodes"]["SyncPoint"] for p in pebbles]
+    assert [s["outcome"] for s in sync] == ["success", "success"], err
+    assert all(s["output"]["msgid"] == "scene.dat" for s in sync)
+    assert sync[0]["output"]["parties"] == sync[1]["output"]["parties"]
+    assert len(sync[0]["output"]["parties"]) == 2
+    # resolveOn names a node here; parties are named by their 'party' arg (default: the
+    # pebble), so neither party is the resolving one and both continue
+    assert [s["output"]["resolved"] for s in sync] == [False, False]
+    assert [p["nodes"]["End"]["outcome"] for p in pebbles] == ["success", "success"]
