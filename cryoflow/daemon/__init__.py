@@ -1,4 +1,5 @@
 """The composition root.
 
-The one place that opens the store, builds executors and a head, and runs them.
+:mod:`.root` is the one place that opens the store, builds executors and a head;
+:mod:`.settings` holds the typed run settings and :mod:`.inputs` the input threads.
 """
