@@ -73,7 +73,7 @@ def test_a_return_value_is_the_output_and_the_dict_form_restyles_the_node(
     styled = record.nodes["a"]
     assert styled.result == flows.styled()
     assert display_of(styled.output) == {"color": "green", "shape": "circle", "label": "a",
-                                         "value": '{"x": [1, 2.5, null]}'}
+                                         "value": {"x": [1, 2.5, None]}}
     assert record.results["b"] == [flows.styled()]
 
 

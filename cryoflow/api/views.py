@@ -97,8 +97,9 @@ def _barycenter(node: Node, placed: Mapping[str, tuple[int, int]]) -> float:
 def display_of(output: Any) -> dict[str, Any] | None:
     """The ``color``, ``shape``, ``label`` and ``value`` an output dict asks the view for.
 
-    Colours must be a name or ``#hex``; shapes one of :data:`SHAPES`; label and value
-    are shortened text. Anything else is left out.
+    Colours must be a name or ``#hex``; shapes one of :data:`SHAPES`; the label is
+    shortened text; the value is any JSON value as itself, or shortened text when its
+    JSON is longer than :data:`MAX_VALUE_CHARS`. Anything else is left out.
     """
     if not isinstance(output, Mapping):
         return None
@@ -108,16 +109,35 @@ def display_of(output: Any) -> dict[str, Any] | None:
         shown["color"] = color
     if output.get("shape") in SHAPES:
         shown["shape"] = output["shape"]
-    for key in ("label", "value"):
-        if key in output and output[key] is not None:
-            shown[key] = short_text(output[key])
+    if output.get("label") is not None:
+        shown["label"] = short_text(output["label"])
+    if output.get("value") is not None:
+        shown["value"] = short_value(output["value"])
     return shown or None
+
+
+def short_value(value: Any) -> Any:
+    """A JSON value as itself when its JSON fits :data:`MAX_VALUE_CHARS`, else short text."""
+    if isinstance(value, str):
+        return short_text(value)
+    text = _json_text(value)
+    if len(text) > MAX_VALUE_CHARS:
+        return short_text(text)
+    return _json.loads(text) if _is_json(value) else text
 
 
 def short_text(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     """``value`` as text of at most ``limit`` characters."""
     text = value if isinstance(value, str) else _json_text(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        _json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _json_text(value: Any) -> str:

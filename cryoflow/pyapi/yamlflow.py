@@ -11,6 +11,10 @@
 ``function`` and optional ``args``/``kwargs``. Modules are imported from the YAML
 file's folder (or the ``path:`` given), so a ``steps.py`` beside the file is found as
 ``steps:fetch``.
+
+Cloudmesh's task shape (``tasks: task: {name, parameter, calculation, entry,
+return}``, ``task:`` repeated for each task) is read too: see
+:mod:`cryoflow.pyapi.yamltasks`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import yaml
 from cryoflow.errors import GraphError
 from cryoflow.graph.flow import parse_flow
 from cryoflow.graph.nodes import name_problem
+from cryoflow.pyapi import yamltasks
 from cryoflow.pyapi.calls import resolve
 from cryoflow.pyapi.catalog import FlowDefinition
 
@@ -33,11 +38,14 @@ KEYS = ("name", "flow", "tasks", "module", "path", "description")
 def read_flow_file(path: Path) -> FlowDefinition:
     """Read and check a YAML flow file; :class:`GraphError` names what is wrong."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamltasks.load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise GraphError(f"{path}: cannot read the flow file: {exc}") from exc
     if not isinstance(data, Mapping):
         raise GraphError(f"{path}: a flow file is a mapping with 'name:' and 'flow:'")
+    items = yamltasks.seed_tasks(data)
+    if items is not None:
+        data = yamltasks.convert(data, items, path)
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
         raise GraphError(f"{path}: unknown key {unknown[0]!r}; a flow file has {', '.join(KEYS)}")
@@ -50,6 +58,9 @@ def read_flow_file(path: Path) -> FlowDefinition:
     except GraphError as exc:
         raise GraphError(f"{path}: flow: {exc}") from None
     folder = str((path.parent / str(data.get("path") or ".")).resolve())
+    if items is not None:
+        for node, task in data["tasks"].items():
+            task["kwargs"]["spec"].update(after=list(plan.deps[node]), path=folder)
     tasks = _tasks(data, plan.names, folder, path)
     return FlowDefinition(name=name, nodes=dict(plan.deps), tasks=tasks, text=data["flow"])
 
@@ -85,7 +96,7 @@ def _task(task: Any, folder: str, where: str) -> dict[str, Any]:
             or ":" not in task["function"]:
         raise GraphError(f"{where}: give 'package.module:function' or a mapping with "
                          "'function', 'args' and 'kwargs'")
-    unknown = sorted(set(task) - {"function", "args", "kwargs"})
+    unknown = sorted(set(task) - {"function", "args", "kwargs", "path"})
     if unknown:
         raise GraphError(f"{where}: unknown key {unknown[0]!r}")
     return {"path": folder, **task}
