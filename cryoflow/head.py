@@ -400,10 +400,11 @@ class Head:
             self._progress_pending.clear()
             if pending.logs:
                 tx.add_logs(pending.logs)
-            tx.apply(actions, now=now)
             self._start_jobs(actions, now)
             handed += self._dispatch(now)
-            tx.jobs_dispatched([job.id for job in handed], now=now)
+            ids = [job.id for job in handed]
+            tx.apply(actions, now=now, dispatched=set(ids))
+            tx.jobs_dispatched(ids, now=now)
         return accepted, actions, handed
 
     def _result_event(self, tx: Any, job_id: str, result: JobResult, now: float) -> list[Action]:

@@ -936,3 +936,16 @@ def test_a_pruned_store_reuses_its_pages_instead_of_growing(tmp_path: Path) -> N
 def test_a_bad_retention_setting_is_refused_with_what_to_change(config: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Retention.from_config(config)
+
+
+def test_a_job_queued_and_handed_out_in_one_batch_is_written_once_as_running(
+        store: Store) -> None:
+    (pid,) = add(store)
+    first, second = spec(pid, "A"), spec(pid, "B")
+    with store.batch() as b:
+        b.apply([QueueJob(first), QueueJob(second)], now=5.0, dispatched={first.id})
+        b.jobs_dispatched([first.id], now=5.0)
+    assert sorted(store.open_jobs(), key=lambda row: row[0].id) == [
+        (first, "running"), (second, "queued")]
+    assert must(store.job(first.id))["started"] == 5.0
+    assert must(store.job(second.id))["started"] is None

@@ -10,7 +10,7 @@ in the hot path (job queued, node changed, job started or finished).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from cryoflow.engine.records import (
@@ -42,7 +42,7 @@ UPSERT_NODE = (
 )
 INSERT_JOB = (
     "INSERT INTO jobs(id, pebble_id, node, branch, attempt, priority, worker_class, spec,"
-    " not_before, created, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')"
+    " not_before, created, state, started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT(id) DO NOTHING"
 )
 CANCEL_JOB = (
@@ -100,6 +100,8 @@ class Batch:
         self._finishes: dict[str, tuple[list[Any], Mapping[str, Any], Any]] = {}
         """Job results not written yet: ``id → (row, stats, retval)`` (see :meth:`apply`)."""
         self._finish_entries: dict[str, journal.Entry] = {}
+        self._inserted_running: set[str] = set()
+        """Jobs :meth:`apply` inserted already running (see its ``dispatched``)."""
         self._held_sql = ""
         self._held: list[tuple[Any, ...]] = []
 
@@ -155,12 +157,15 @@ class Batch:
                     return int(row[0])
         return None
 
-    def apply(self, actions: Iterable[Action], *, now: float) -> None:
+    def apply(self, actions: Iterable[Action], *, now: float,
+              dispatched: Collection[str] = ()) -> None:
         """Persist the engine's actions, each kind with one ``executemany``.
 
         NodeChanged upserts the node row (the last one for a key wins); QueueJob inserts
-        a queued job unless its id exists; CancelJob cancels a job that is queued or
-        running; PebbleDone closes the pebble with its outcome and failed nodes.
+        a queued job unless its id exists (``running`` from ``now`` when its id is in
+        ``dispatched``: it is handed out in this same batch); CancelJob cancels a job
+        that is queued or running; PebbleDone closes the pebble with its outcome and
+        failed nodes.
         """
         self._release()
         nodes: list[tuple[Any, ...]] = []
@@ -179,7 +184,11 @@ class Batch:
                     entries.append(journal.node_entry(row[0], row[1], row[2], row[3], row[4]))
             elif isinstance(action, QueueJob):
                 job = action.job
-                jobs.append(codec.job_row(job, now))
+                if job.id in dispatched:  # queued and handed out in this batch: one write
+                    jobs.append((*codec.job_row(job, now), "running", now))
+                    self._inserted_running.add(job.id)
+                else:
+                    jobs.append((*codec.job_row(job, now), "queued", None))
                 last = entries[-1] if entries else None
                 if last == journal.node_entry(job.pebble_id, job.node, branch_key(job.branch),
                                               "queued", None):
@@ -264,7 +273,9 @@ class Batch:
         execution that follows is a new attempt. No event row is added.
         """
         self._release_finishes()
-        self._conn.executemany(DISPATCH_JOB, [(now, job_id) for job_id in job_ids])
+        rows = [(now, job_id) for job_id in job_ids if job_id not in self._inserted_running]
+        if rows:
+            self._conn.executemany(DISPATCH_JOB, rows)
 
     def job_started(
         self, job_id: str, *, worker: str, host: str, now: float, write: bool = True
