@@ -52,6 +52,10 @@ class StoreFullError(StoreError):
     """The state store cannot grow (disk or page limit reached)."""
 
 
+class StoreBrokenError(StoreError):
+    """The state database is damaged or its disk fails: retrying cannot help."""
+
+
 class WorkerError(CryoflowError):
     """A worker process failed outside of the job it was running."""
 

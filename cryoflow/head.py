@@ -34,7 +34,7 @@ from cryoflow.engine.records import (
     PebbleRetried,
     QueueJob,
 )
-from cryoflow.errors import StoreError
+from cryoflow.errors import StoreBrokenError, StoreError
 from cryoflow.failpoints import Failpoints
 from cryoflow.graph.instances import base_name
 from cryoflow.graph.model import Graph, Outcome, WorkerClass
@@ -185,6 +185,8 @@ class Head:
         self._timer: asyncio.TimerHandle | None = None
         self._lazy: asyncio.TimerHandle | None = None
         self.accepting = True
+        self.fatal: StoreError | None = None
+        """Why the head stopped for good: the store failed in a way retrying cannot mend."""
         self.paused = False
         """While paused, queued jobs stay queued (inputs are still accepted)."""
 
@@ -214,7 +216,7 @@ class Head:
 
     async def wait_idle(self) -> None:
         """Return once no pebble is active and nothing is pending."""
-        while self.engine.active or self._pending or len(self.dispatcher):
+        while (self.engine.active or self._pending or len(self.dispatcher)) and not self.fatal:
             self._idle.clear()
             await self._idle.wait()
 
@@ -311,6 +313,9 @@ class Head:
             self._lazy.cancel()
             self._lazy = None
         pending, self._pending = self._pending, _Pending()
+        if self.fatal is not None:
+            self._fail(pending, self.fatal)
+            return
         now = self.clock()
         if pending.results:
             self.failpoints.hit("head_report_received_before_commit")
@@ -435,7 +440,13 @@ class Head:
         return actions
 
     def _reject(self, pending: _Pending, exc: StoreError) -> None:
-        """The store refused the batch: refuse the items, rebuild state, retry the rest."""
+        """The store refused the batch: refuse the items, rebuild state, retry the rest.
+
+        A damaged database or a failing disk (:class:`StoreBrokenError`) stops the head.
+        """
+        if isinstance(exc, StoreBrokenError):
+            self._fail(pending, exc)
+            return
         log.error("state store refused a commit: %s", exc)
         for offer in pending.offers:
             if not offer.future.done():
@@ -443,11 +454,27 @@ class Head:
         pending.offers = []
         self.engine = Engine(self.graph, options=self.options, config=self.config,
                              poison_limit=self.engine.poison_limit)
-        for pebble_id, input_node, item, states in self.store.active_pebbles():
-            self.engine.restore(pebble_id, input_node, item, states)
+        try:
+            for pebble_id, input_node, item, states in self.store.active_pebbles():
+                self.engine.restore(pebble_id, input_node, item, states)
+        except StoreError as again:
+            self._fail(pending, again)
+            return
         self._pending = pending
         assert self._loop is not None
         self._loop.call_later(0.5, self._schedule_tick)
+
+    def _fail(self, pending: _Pending, exc: StoreError) -> None:
+        """Stop taking work for good: refuse the waiting items and wake whoever waits."""
+        if self.fatal is None:
+            log.critical("the head stopped: %s", exc)
+            self.fatal = exc
+        self.accepting = False
+        self.paused = True
+        for offer in pending.offers:
+            if not offer.future.done():
+                offer.future.set_exception(exc)
+        self._idle.set()
 
     # ------------------------------------------------------------------ actions
 

@@ -196,7 +196,7 @@ class _Run:
 
     async def _wait(self) -> None:
         while not self._stop.is_set():
-            if self.inputs.errors:  # an input that cannot run ends the run at once
+            if self.inputs.errors or self.head.fatal:  # either ends the run at once
                 return
             if self.inputs.all_singlerun and self.inputs.finished:
                 idle = asyncio.ensure_future(self.head.wait_idle())
@@ -227,6 +227,10 @@ class _Run:
     def exit_code(self) -> int:
         if self.signal == signal.SIGINT and not self.stayed:  # Ctrl-C after --stay: done
             return EXIT_INTERRUPTED
+        if self.head.fatal is not None:
+            print(f"ccworkflow: the head stopped: {self.head.fatal} (unfinished pebbles stay "
+                  "in the state folder)", file=sys.stderr)
+            return EXIT_INVALID
         if self.inputs.errors:
             for error in self.inputs.errors:
                 print(f"ccworkflow: {error}; the head stopped (unfinished pebbles stay "

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cryoflow.errors import StoreError, StoreFullError
+from cryoflow.errors import StoreBrokenError, StoreError, StoreFullError
 
 DB_NAME = "state.db"
 _MAGIC = b"SQLite format 3\x00"
@@ -39,17 +39,36 @@ def store_error(error: sqlite3.Error, db: Path) -> StoreError:
         return StoreFullError(f"state store full: free disk space under {db.parent}")
     if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
         return damaged(db, str(error))
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in str(error):
+        return StoreBrokenError(
+            f"state store {db}: {error}; the disk failed a read or write. Check the disk "
+            "(e.g. dmesg), then start again; if the database is damaged, restore a backup "
+            "or move the state folder aside")
     return StoreError(f"state store {db}: {error}")
 
 
-def damaged(db: Path, reason: str) -> StoreError:
+def damaged(db: Path, reason: str) -> StoreBrokenError:
     """The error for a state file that cannot be used; it names the backups."""
     backups = sorted(p.name for p in db.parent.glob(DB_NAME + ".*.bak"))
     hint = f" (backups there: {', '.join(backups)})" if backups else ""
-    return StoreError(
+    return StoreBrokenError(
         f"{db} is not a usable cryoflow state database ({reason}); it was left as it is. "
-        f"Restore a backup{hint}, move it away, or pick another folder with --state"
+        f"Restore a backup{hint}, move it away (--fresh keeps it as a .bak and starts "
+        "empty), or pick another folder with --state"
     )
+
+
+def check_integrity(conn: sqlite3.Connection, db: Path) -> None:
+    """``PRAGMA quick_check`` at open: refuse a damaged database before using it."""
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise damaged(db, f"PRAGMA quick_check failed: {e}") from e
+    found = [str(row[0]) for row in rows]
+    if found != ["ok"]:
+        first = found[0] if len(found[0]) <= 160 else found[0][:157] + "..."
+        more = f" and {len(found) - 1} more problems" if len(found) > 1 else ""
+        raise damaged(db, f"PRAGMA quick_check: {first}{more}")
 
 
 def check_file(db: Path) -> None:

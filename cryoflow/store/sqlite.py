@@ -121,6 +121,7 @@ class Store(Queries):
         try:
             db = _prepare(state_dir / DB_NAME, workflow=workflow, fresh=fresh, now=now)
             conn = _connect(db, pragma, max_pages)
+            _checked(conn, db)
             _upgrade(conn, db, workflow=workflow, now=now)
         except BaseException:
             lock.release()
@@ -281,6 +282,15 @@ def _connect(db: Path, synchronous: str, max_pages: int | None) -> sqlite3.Conne
             conn.close()
             raise
     return conn
+
+
+def _checked(conn: sqlite3.Connection, db: Path) -> None:
+    """Refuse a database that fails ``PRAGMA quick_check``; close ``conn`` if so."""
+    try:
+        guard.check_integrity(conn, db)
+    except BaseException:
+        conn.close()
+        raise
 
 
 def _upgrade(conn: sqlite3.Connection, db: Path, *, workflow: str, now: float) -> None:

@@ -16,7 +16,8 @@ Contract of :class:`NetWatcher`:
   arrive within ``read_timeout_s``; 413 over ``max_bytes``; 415 a Content-Type that is
   not JSON; 503 with ``Retry-After`` while the intake is paused (restrictions, head
   stopping), while ``max_pending`` pebbles are unfinished, or when the store cannot
-  commit.
+  commit (full); 503 without it, "the head stopped: ...", when the database is
+  damaged or its disk fails (the head then stops).
 - A connection that does not complete its request headers within
   ``header_timeout_s`` is closed (slow clients cannot hold the server).
 - A host that is not loopback needs a token: :meth:`NetwatchConfig.from_args`
@@ -42,7 +43,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cryoflow.errors import InputError, StoreError
+from cryoflow.errors import InputError, StoreBrokenError, StoreError
 from cryoflow.watch import Handler, failpoint, intake_paused
 from cryoflow.watch.httpguard import check_id, host_problem, origin_problem, parse_id
 from cryoflow.watch.jsonbody import BodyError, SchemaCheck, kind_of, parse_json
@@ -213,6 +214,8 @@ class NetWatcher:
             future = asyncio.wrap_future(self.handler.submit(item, idem_key=key))
             async with asyncio.timeout(self.config.commit_timeout_s):
                 return await asyncio.shield(future)  # a timeout must not cancel the offer
+        except StoreBrokenError as exc:
+            raise Refusal(503, f"the head stopped: {exc}; nothing was stored") from None
         except StoreError as exc:
             raise Refusal(503, f"the state store cannot take the post now: {exc}",
                           retry_after_s=retry) from None
