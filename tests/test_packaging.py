@@ -47,9 +47,9 @@ def test_the_wheel_carries_every_module_builtin_module_and_data_file(wheel: Path
     missing = [f"cryoflow/builtin_modules/{b}" for b in builtins
                if f"cryoflow/builtin_modules/{b}" not in names]
     missing += [d for d in DATA if d not in names]
-    sources = [p.relative_to(ROOT).as_posix()
-               for p in (ROOT / "cryoflow").rglob("*.py") if "__pycache__" not in p.parts]
-    missing += [s for s in sources if s not in names]
+    shipped = [p.relative_to(ROOT).as_posix() for p in (ROOT / "cryoflow").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    missing += [s for s in shipped if s not in names]  # every module and data file
     assert missing == []
 
 
