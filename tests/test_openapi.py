@@ -15,9 +15,10 @@ from apikit import ADMIN_TOKEN, READ_TOKEN, ServedInThread
 from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import positive_data_acceptance
 
-from cryoflow.colony import routes as routes_colony
 from cryoflow.api.auth import Tokens
 from cryoflow.api.server import build_app
+from cryoflow.colony import routes as routes_colony
+from cryoflow.colony import routes_attributes
 
 DOCUMENT: dict[str, Any] = json.loads(
     resources.files("cryoflow.api").joinpath("openapi.json").read_text())
@@ -64,6 +65,7 @@ def test_the_document_is_openapi_3_1_with_bearer_security() -> None:
 def test_every_route_is_documented_and_every_documented_route_exists() -> None:
     app = build_app(SimpleNamespace(tokens=Tokens()))  # type: ignore[arg-type]
     app.add_routes(routes_colony.routes)  # the daemon adds them with their service
+    app.add_routes(routes_attributes.routes)
     served = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
     documented = {(method.upper(), path) for path, item in DOCUMENT["paths"].items()
                   for method in item if method in METHODS}
