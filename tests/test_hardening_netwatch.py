@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from apikit import served
 from test_netwatcher import error_of, netwatch
 
 from cryoflow.api.auth import check_access, check_state_change
@@ -130,3 +132,14 @@ def test_the_largest_stored_id_is_answered_404_not_an_error(tmp_path: Path) -> N
     with netwatch(tmp_path, workers=0) as (_, post):
         assert error_of(post("GET", f"/status/{2**63 - 1}"))[0] == 404
         assert post("POST", "/status", [2**63 - 1])[2] == {str(2**63 - 1): None}
+
+
+@pytest.mark.parametrize("text", ["١٢", "²", "1_000", " 12"])
+def test_the_rest_api_reads_no_unicode_digits_as_a_number_either(
+        tmp_path: Path, text: str) -> None:
+    async def ask() -> tuple[int, Any]:
+        async with served(tmp_path / "state") as s:
+            return await s.get(f"/api/v1/jobs?pebble={quote(text)}")
+
+    status, body = asyncio.run(ask())
+    assert status == 400 and "must be an integer" in body["error"], body

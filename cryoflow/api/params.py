@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 DIGITS = re.compile(r"[0-9]{1,18}")
+_INTEGER = re.compile(r"-?[0-9]{1,30}")
 MAX_LIMIT = 1000
 MAX_BODY_BYTES = 64 * 1024
 
@@ -35,10 +36,10 @@ def integer(request: web.Request, name: str, *, default: int | None = None,
     text = request.query.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise bad_request(f"query parameter {name} must be an integer, not {text!r}") from None
+    if not _INTEGER.fullmatch(text):  # int() would also read "١٢", "1_000" and " 12"
+        raise bad_request(f"query parameter {name} must be an integer in ASCII digits, "
+                          f"not {text[:40]!r}")
+    value = int(text)
     if not low <= value <= high:
         raise bad_request(f"query parameter {name} must be between {low} and {high}")
     return value
