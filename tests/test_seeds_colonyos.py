@@ -263,3 +263,27 @@ def test_a_process_no_executor_serves_says_so_and_times_out_after_maxwaittime(
     assert ended.errors == [textwrap.shorten(
         "not assigned within maxwaittime 2s: no executor of type 'nobody-runs-this' is "
         "registered", 200)]
+
+
+def test_a_container_past_its_maxexectime_is_killed_and_the_executor_goes_on(
+        server: ColonyServer, docker_daemon: DockerDaemon) -> None:
+    colonies = Colonies(url=server.url)
+    slow = [{"nodename": "slow", "funcname": "execute", "maxexectime": 2,
+             "kwargs": {"cmd": "sleep 60", "docker-image": BASE_IMAGE},
+             "conditions": {"executortype": "container-executor"}}]
+    quick = [{"nodename": "quick", "funcname": "execute",
+              "kwargs": {"cmd": "echo still here", "docker-image": BASE_IMAGE},
+              "conditions": {"executortype": "container-executor"}}]
+    thread, stop = containers.start_in_thread(str(server.url), base_url=docker_daemon.base_url)
+    try:
+        started = time.monotonic()
+        graph = colonies.submit_workflow({"functionspecs": slow}, "")
+        ended = colonies.wait(colonies.find_process("slow", graph.processids, ""), 60, "")
+        took = time.monotonic() - started
+        after = colonies.submit_workflow({"functionspecs": quick}, "")
+        done = colonies.wait(colonies.find_process("quick", after.processids, ""), 60, "")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert ended.state == "failed" and "maxexectime 2s" in ended.errors[0] and took < 30
+    assert (done.state, done.output) == ("successful", ["still here"])

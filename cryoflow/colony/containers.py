@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryoflow.colony.executor import ExecutorClient, ExecutorError
+from cryoflow.errors import CryoflowError
 
 log = logging.getLogger("cryoflow.colony.containers")
 
@@ -40,7 +41,7 @@ CMD_KEY = "cmd"
 KEEP_LINES = 1000
 
 
-class ContainerRunError(Exception):
+class ContainerRunError(CryoflowError):
     """The command could not run or did not succeed; the message says why."""
 
 
@@ -56,20 +57,32 @@ class ContainerExecutor:
         self._docker: Any = None
 
     def serve(self, *, stop: threading.Event | None = None, timeout_s: float = 5.0) -> None:
-        """Register, then run processes until ``stop`` is set."""
+        """Register, then run processes until ``stop`` is set.
+
+        A refused request (the process ended meanwhile, say by its ``maxexectime``) is
+        logged and the loop goes on; when the head forgot this executor it registers
+        again.
+        """
+        stop = stop or threading.Event()
         self.client.register()
-        while stop is None or not stop.is_set():
+        while not stop.is_set():
             try:
                 process = self.client.assign(timeout_s)
+                if process is not None:
+                    self.run(process)
             except ExecutorError as exc:
-                if stop is not None and stop.is_set():
+                if stop.is_set():
                     return
                 log.warning("container executor: %s", exc)
-                if stop is not None:
-                    stop.wait(1.0)
-                continue
-            if process is not None:
-                self.run(process)
+                if "register again" in str(exc):
+                    self._register_again()
+                stop.wait(1.0)
+
+    def _register_again(self) -> None:
+        try:
+            self.client.register()
+        except ExecutorError as exc:
+            log.warning("container executor: cannot register again: %s", exc)
 
     def run(self, process: Mapping[str, Any]) -> None:
         """Run one process and close or fail it."""
