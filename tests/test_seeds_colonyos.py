@@ -287,3 +287,29 @@ def test_a_container_past_its_maxexectime_is_killed_and_the_executor_goes_on(
         thread.join(10)
     assert ended.state == "failed" and "maxexectime 2s" in ended.errors[0] and took < 30
     assert (done.state, done.output) == ("successful", ["still here"])
+
+
+def test_cryoflow_serve_with_containers_runs_the_seeds_echo_workflow(
+        tmp_path: Path, docker_daemon: DockerDaemon) -> None:
+    import os
+    import signal
+
+    env = {**os.environ, "DOCKER_HOST": docker_daemon.base_url}
+    served = subprocess.Popen(
+        [sys.executable, "-m", "cryoflow.cli.main", "serve", "--containers", "--state",
+         str(tmp_path / "state")], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        assert served.stdout is not None
+        url = served.stdout.readline().split()[-1]
+        submitted = subprocess.run(
+            [sys.executable, "-m", "cryoflow.cli.main", "submit",
+             str(SEEDS / "colonyos_echo_wf.json"), "--url", url],
+            capture_output=True, text=True, check=True, cwd=REPO)
+        colonies = Colonies(url=url)
+        graph = colonies.get_processgraph(submitted.stdout.strip(), "")
+        last = colonies.wait(colonies.find_process("task_d", graph.processids, ""), 60, "")
+    finally:
+        os.killpg(served.pid, signal.SIGINT)
+        served.wait(20)
+    assert (last.state, last.output) == ("successful", ["TASK D"])

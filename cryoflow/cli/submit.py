@@ -1,8 +1,9 @@
 """``cryoflow submit SPEC``, ``get ID``, ``cancel ID``, ``serve``: workflows on a head.
 
 ``cryoflow serve`` starts a head that accepts function-spec workflows and serves
-external executors (like a ColonyOS server). The others talk to a running head's REST
-API (``--url``, default ``$CRYOFLOW_URL``; the token from ``--token`` or
+external executors (like a ColonyOS server); with ``--containers`` it also runs the
+built-in container executor (:mod:`cryoflow.colony.containers`). The others talk
+to a running head's REST API (``--url``, default ``$CRYOFLOW_URL``; the token from ``--token`` or
 ``$CRYOFLOW_API_TOKEN``), as ColonyOS's ``colonies workflow submit`` and ``colonies
 workflow get`` do. ``submit`` prints the new workflow's id; ``get`` prints the workflow
 and every process's state (``--json`` for the raw document).
@@ -54,6 +55,9 @@ def add_commands(commands: Any) -> None:
                        help="the state folder (default: ./.cryoflow/workflows)")
     serve.add_argument("--http", default="127.0.0.1:0", metavar="HOST:PORT",
                        help="where to listen (default: 127.0.0.1 on a free port)")
+    serve.add_argument("--containers", action="store_true",
+                       help="also run the built-in container executor (executor type "
+                            "container-executor) on the Docker daemon of $DOCKER_HOST")
     serve.set_defaults(handler=do_serve)
     submit.set_defaults(handler=do_submit)
     get.set_defaults(handler=do_get)
@@ -78,6 +82,10 @@ def do_serve(args: argparse.Namespace) -> int:
         raise RequestError(f"--http {args.http!r}: write HOST:PORT, e.g. 127.0.0.1:8080")
     admin = os.environ.get(TOKEN_ENV)
     server = ColonyServer(args.state, host=host, port=int(port), admin_token=admin).start()
+    if args.containers:
+        from cryoflow.colony.containers import start_in_thread
+
+        start_in_thread(str(server.url))
     print(f"serving workflows at {server.url}", flush=True)
     try:
         server.wait()
