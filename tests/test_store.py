@@ -949,3 +949,21 @@ def test_a_job_queued_and_handed_out_in_one_batch_is_written_once_as_running(
         (first, "running"), (second, "queued")]
     assert must(store.job(first.id))["started"] == 5.0
     assert must(store.job(second.id))["started"] is None
+
+
+@pytest.mark.parametrize("stats", [
+    {"worker": "normal-0", "node": "vm", "runtime": 7.7e-05, "started": 1796282256.009161,
+     "finished": 1796282256.009323, "max_memory": 31686656},
+    {"worker": "", "node": "vm", "cached": True},
+    {"worker": "other", "node": "vm", "traceback": "x"},
+    {"started": "not a time", "note": [1, 2]},
+    {"r": "a module's own key", "runtime": 1.5, "finished": 3.0},
+])
+def test_job_stats_read_back_as_they_were_written(stats: dict[str, Any]) -> None:
+    worker, host = stats.get("worker") or None, stats.get("node") or None
+    columns = ("normal-0", "vm") if worker == "normal-0" else (worker, host)
+    text = codec.job_stats_text(stats, worker=columns[0], host=columns[1],
+                                finished=1796282256.012)
+    back = codec.job_stats(text, columns[0], columns[1], 1796282256.012,
+                           codec.started_column(stats))
+    assert back == pytest.approx(stats, abs=1e-6) if "runtime" in stats else back == stats

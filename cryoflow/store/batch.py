@@ -60,8 +60,8 @@ START_JOB = (
 )
 FINISH_JOB = (
     "UPDATE jobs SET state = 'done', outcome = ?, retval = ?, error = ?, stats = ?,"
-    " worker = coalesce(?, worker), host = coalesce(?, host), finished = ?"
-    " WHERE id = ? AND state <> 'done'"
+    " worker = coalesce(?, worker), host = coalesce(?, host), started = coalesce(?, started),"
+    " finished = ? WHERE id = ? AND state <> 'done'"
 )
 RUNNING_JOBS = "SELECT id, pebble_id FROM jobs WHERE state = 'running' ORDER BY id"
 LOSE_RUNNING = (
@@ -100,6 +100,7 @@ class Batch:
         self._finishes: dict[str, tuple[list[Any], Mapping[str, Any], Any]] = {}
         """Job results not written yet: ``id → (row, stats, retval)`` (see :meth:`apply`)."""
         self._finish_entries: dict[str, journal.Entry] = {}
+        self._start_entries: dict[str, journal.Entry] = {}
         self._inserted_running: set[str] = set()
         """Jobs :meth:`apply` inserted already running (see its ``dispatched``)."""
         self._held_sql = ""
@@ -146,7 +147,7 @@ class Batch:
         assert new_id is not None
         if seen_key is not None:
             self._conn.execute(INSERT_SEEN, (seen_key, new_id, now))
-        self._event(now, ["a", new_id, None])
+        self._event(now, ["a", new_id])
         return new_id, True
 
     def _existing(self, idem_key: str | None, seen_key: str | None) -> int | None:
@@ -287,7 +288,9 @@ class Batch:
         """
         if write:
             self._hold(START_JOB, (now, worker, host, job_id))
-        self._event(now, ["s", job_id, worker, host])
+        entry = ["s", job_id, worker, host]
+        self._start_entries[job_id] = entry
+        self._event(now, entry)
 
     def job_finished(
         self,
@@ -305,13 +308,18 @@ class Batch:
         stored as NULL, empty ``stats`` likewise.
         """
         retval_json = None if retval is None else codec.dumps(retval)
-        stats_json = codec.dumps(codec.rounded(stats)) if stats else None
         worker, host = stats.get("worker") or None, stats.get("node") or None
-        row = [outcome, retval_json, error, stats_json, worker, host, now, job_id]
+        stats_json = codec.job_stats_text(stats, worker=worker, host=host, finished=now)
+        started = codec.started_column(stats)
+        row = [outcome, retval_json, error, stats_json, worker, host, started, now, job_id]
         if job_id in self._finishes:
             self._release_finishes()
         self._finishes[job_id] = (row, stats, retval)
         entry = ["f", job_id, outcome]
+        start = self._start_entries.pop(job_id, None)
+        if start is not None and self._entries and start[0] == "s":
+            entry += start[2:]  # its job_started goes with it (the start's entry is dropped)
+            start[0] = None
         self._finish_entries[job_id] = entry
         self._event(now, entry)
 
@@ -389,6 +397,7 @@ class Batch:
             self._times.clear()
             self._entries.clear()
             self._finish_entries.clear()
+            self._start_entries.clear()
 
 
 def _done_row(action: PebbleDone, now: float) -> tuple[Any, ...]:

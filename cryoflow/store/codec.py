@@ -82,9 +82,70 @@ dumps = _make_dumps()
 """Compact JSON text of a value (see the module contract for odd types)."""
 
 
-def rounded(stats: Mapping[str, Any]) -> dict[str, Any]:
-    """``stats`` with float values rounded to microseconds (what a job's timings hold)."""
-    return {k: round(v, 6) if type(v) is float else v for k, v in stats.items()}
+_SHARED = "@c"
+"""Flags of stored job stats: 1, ``worker`` and ``node`` are the row's own ``worker`` and
+``host`` columns; 2, ``started`` is its ``started`` column; 4, the keys every job's stats
+have are stored by their short names (:data:`_SHORT`)."""
+_SHORT = {"runtime": "r", "cpu_time": "c", "max_memory": "m", "@finished": "f"}
+_LONG = {short: key for key, short in _SHORT.items()}
+
+
+def started_column(stats: Mapping[str, Any]) -> float | None:
+    """What a finished job's ``started`` column holds: when it began on its worker."""
+    started = stats.get("started")
+    return round(started, 6) if type(started) is float else None
+
+
+def job_stats_text(stats: Mapping[str, Any], *, worker: str | None, host: str | None,
+                   finished: float) -> str | None:
+    """A job's stats as its row stores them (None when empty).
+
+    Floats are rounded to microseconds; ``worker`` and ``node`` are left out when the
+    row's ``worker`` and ``host`` columns hold them, ``started`` when its ``started``
+    column does (:func:`started_column`); ``finished`` is kept as seconds relative to
+    the row's ``finished`` column (``"@finished"``). :func:`job_stats` is the inverse.
+    """
+    if not stats:
+        return None
+    stored: dict[str, Any] = {}
+    flags = 2 if started_column(stats) is not None else 0
+    if worker and host and stats.get("worker") == worker and stats.get("node") == host:
+        flags |= 1
+    if not any(key in _LONG for key in stats):
+        flags |= 4
+    stored[_SHARED] = flags
+    for key, value in stats.items():
+        if (flags & 1 and key in ("worker", "node")) or (flags & 2 and key == "started"):
+            continue
+        if type(value) is float:
+            if key == "finished":
+                key, value = "@finished", value - finished
+            value = round(value, 6)
+        stored[_SHORT.get(key, key) if flags & 4 else key] = value
+    return dumps(stored)
+
+
+def job_stats(text: str | None, worker: str | None, host: str | None,
+              finished: float | None, started: float | None = None) -> dict[str, Any]:
+    """Inverse of :func:`job_stats_text` (to the microsecond), from the row's columns."""
+    if text is None:
+        return {}
+    stored = json.loads(text)
+    if not isinstance(stored, dict):
+        return {"value": stored}
+    stats: dict[str, Any] = {}
+    flags = stored.pop(_SHARED, 0)
+    if flags & 1:
+        stats.update(worker=worker, node=host)
+    if flags & 2:
+        stats["started"] = started
+    for key, value in stored.items():
+        if flags & 4:
+            key = _LONG.get(key, key)
+        if key == "@finished" and finished is not None:
+            key, value = "finished", round(finished + value, 6)
+        stats[key] = value
+    return stats
 
 
 def dumps_opt(value: Any) -> str | None:
@@ -154,13 +215,15 @@ def job_stats_ref(node_stats: Mapping[str, Any]) -> str:
     return dumps({JOB_STATS_KEY: node_stats["priority"]})
 
 
-def node_stats(stored: str | None, job_stats: str | None) -> Any:
-    """A node's stats as a dict from its stored text and, for a reference, its job's."""
+def node_stats(stored: str | None, job: str | None) -> Any:
+    """A node's stats as a dict from its stored text and, for a reference, its job's
+    (``job`` is the :data:`JOB_OF_NODE` column: the job row's stats, worker, host and
+    finished time as a JSON array)."""
     if stored is None:
         return None
     value = json.loads(stored)
     if isinstance(value, dict) and len(value) == 1 and JOB_STATS_KEY in value:
-        merged = json.loads(job_stats) if job_stats else {}
+        merged = job_stats(*json.loads(job)) if job else {}
         merged["priority"] = value[JOB_STATS_KEY]
         return merged
     return value
@@ -168,6 +231,11 @@ def node_stats(stored: str | None, job_stats: str | None) -> Any:
 
 _ABSENT = object()
 
+JOB_OF_NODE_COLUMN = (
+    "CASE WHEN j.id IS NULL THEN NULL"
+    " ELSE json_array(j.stats, j.worker, j.host, j.finished, j.started) END"
+)
+"""What :func:`node_stats` needs of the job row :data:`JOB_OF_NODE` joins, as one value."""
 JOB_OF_NODE = (
     "LEFT JOIN jobs AS j ON n.stats LIKE '{\"@job\"%' AND j.id = n.pebble_id || '/' || n.node"
     " || CASE n.branch WHEN '' THEN '' ELSE '/' || n.branch END || '#' || (n.attempts + n.lost)"

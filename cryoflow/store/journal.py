@@ -31,10 +31,12 @@ Entry = list[Any]
   node is stored as its outcome: statuses and outcomes never share a name);
 - ``["q", job_id]`` job_queued, ``["c", job_id]`` job_cancelled, ``["l", job_id]``
   job_lost (their pebble is the job id's prefix); ``["s", job_id, worker, host]``
-  job_started; ``["f", job_id, outcome]`` job_finished;
+  job_started; ``["f", job_id, outcome]`` job_finished, and ``["f", job_id, outcome,
+  worker, host]`` the job's job_started followed by its job_finished;
 - ``["Q", job_id]``: the node change to ``queued`` and the job_queued of that node's
   job, in that order; ``["F", job_id, outcome]``: job_finished and the node change to
-  ``done`` with that outcome it caused (two events each);
+  ``done`` with that outcome it caused (two events each; three when ``F`` carries
+  the worker and host of the job's start, as ``f`` does);
 - ``[kind, pebble_id, job_id, data]`` any other kind.
 """
 
@@ -71,11 +73,18 @@ def pack(times: Sequence[float], entries: Sequence[Entry]) -> list[tuple[float, 
     start = 0
     for index in range(1, len(entries) + 1):
         if index == len(entries) or times[index] != times[start]:
-            run = entries[start:index]
-            count = len(run) + sum(1 for entry in run if entry[0] in ("Q", "F"))
-            rows.append((times[start], count, codec.dumps(run)))
+            run = [entry for entry in entries[start:index] if entry[0] is not None]
+            if run:
+                rows.append((times[start], sum(map(_events_in, run)), codec.dumps(run)))
             start = index
     return rows
+
+
+def _events_in(entry: Entry) -> int:
+    head = entry[0]
+    if head in ("f", "F"):
+        return (head == "F") + (2 if len(entry) > 3 else 1)
+    return 2 if head == "Q" else 1
 
 
 def unpack(seq: int, ts: float, data: str) -> Iterator[dict[str, Any]]:
@@ -91,14 +100,15 @@ def unpack(seq: int, ts: float, data: str) -> Iterator[dict[str, Any]]:
 def _expand(entry: list[Any]) -> list[dict[str, Any]]:
     """The one or two events of an entry."""
     head = entry[0]
+    started = [_decode(["s", entry[1], *entry[3:5]])] if head in "fF" and len(entry) > 3 else []
     if head not in ("Q", "F"):
-        return [_decode(entry)]
+        return [*started, _decode(entry[:3] if started else entry)]
     job_id = entry[1]
     where = job_id.rpartition("#")[0].split("/")
     node = ["n", int(where[0]), where[1], "queued" if head == "Q" else entry[2], *where[2:3]]
     if head == "Q":
         return [_decode(node), _decode(["q", job_id])]
-    return [_decode(["f", job_id, entry[2]]), _decode(node)]
+    return [*started, _decode(["f", job_id, entry[2]]), _decode(node)]
 
 
 def _decode(entry: list[Any]) -> dict[str, Any]:

@@ -35,13 +35,14 @@ _PEBBLE_SELECT = (
 )
 _PEBBLE_FILTERS = {
     "state": "state = ?",
-    "active": "state = ? AND outcome IS NULL",  # lets the index keep id order
+    "active": "state = 'active' AND outcome IS NULL AND ? = 'active'",  # the partial index
     "outcome": "outcome = ?",
     "after_id": "id > ?",
 }
 _NODES_OF = (
     "SELECT n.node, n.branch, n.status, n.outcome, n.output, n.error, n.resolved_by,"
-    " n.combined, n.attempts, n.lost, n.stats, n.branches, j.stats FROM nodes AS n "
+    " n.combined, n.attempts, n.lost, n.stats, n.branches, " + codec.JOB_OF_NODE_COLUMN
+    + " FROM nodes AS n "
     + codec.JOB_OF_NODE + " WHERE n.pebble_id = ?"
 )
 _NODE_LABELS = (
@@ -314,5 +315,6 @@ def _job_dict(row: Sequence[Any]) -> dict[str, Any]:
     job = dict(zip(_JOB_COLUMNS, row))
     job["spec"] = codec.spec_dict(row[: len(codec.JOB_KEY_COLUMNS)])
     job["retval"] = codec.loads(job["retval"])
-    job["stats"] = codec.loads(job["stats"]) or {}
+    job["stats"] = codec.job_stats(job["stats"], job["worker"], job["host"], job["finished"],
+                                   job["started"])
     return job

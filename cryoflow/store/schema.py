@@ -167,6 +167,8 @@ INSERT INTO jobs_v3 SELECT id, pebble_id, node, branch, attempt, state, priority
 DROP TABLE jobs;
 ALTER TABLE jobs_v3 RENAME TO jobs;
 CREATE INDEX jobs_open ON jobs(state, node) WHERE state IN ('queued', 'running');
+DROP INDEX pebbles_state;
+CREATE INDEX pebbles_active ON pebbles(id) WHERE state = 'active';
 
 CREATE TABLE seen_v3(
     key TEXT PRIMARY KEY,
@@ -178,7 +180,7 @@ DROP TABLE seen;
 ALTER TABLE seen_v3 RENAME TO seen;
 """
 """The event log packed one row per commit (:mod:`cryoflow.store.journal`). Only open
-jobs are indexed by state (a finished job leaves that index once); a pebble's jobs are
+jobs and active pebbles are indexed by state (each leaves that index once); a pebble's jobs are
 found by their id prefix, so ``jobs`` and ``seen`` no longer declare a foreign key to
 ``pebbles`` (removing a pebble would scan them): retention removes a pebble's jobs with
 it and keeps a watcher's ``seen`` key without its pebble."""

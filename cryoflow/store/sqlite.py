@@ -59,8 +59,9 @@ ACTIVE_PEBBLES = (
 )
 ACTIVE_NODES = (
     "SELECT n.pebble_id, n.node, n.branch, n.status, n.outcome, n.output, n.error,"
-    " n.resolved_by, n.combined, n.attempts, n.lost, n.stats, n.branches, j.stats"
-    " FROM pebbles AS p JOIN nodes AS n ON n.pebble_id = p.id " + codec.JOB_OF_NODE +
+    " n.resolved_by, n.combined, n.attempts, n.lost, n.stats, n.branches, "
+    + codec.JOB_OF_NODE_COLUMN
+    + " FROM pebbles AS p JOIN nodes AS n ON n.pebble_id = p.id " + codec.JOB_OF_NODE +
     " WHERE p.state = 'active' AND p.outcome IS NULL AND p.id BETWEEN ? AND ?"
     " ORDER BY p.id"
 )
