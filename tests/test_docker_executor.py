@@ -201,7 +201,7 @@ def worker_image(
     import docker
 
     context = tmp_path_factory.mktemp("context")
-    for name in ("cryoflow", "modules"):
+    for name in ("cryoflow",):  # the built-in modules ship inside the package
         shutil.copytree(REPO / name, context / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(REPO / name, context / name)

@@ -19,7 +19,7 @@ from cryoflow.api.auth import Tokens
 from cryoflow.api.server import build_app, build_context, check_bind
 from cryoflow.colony.queue import ColonyQueue
 from cryoflow.colony.routes import route_table
-from cryoflow.daemon.root import build_executor, routed_executor, running_head
+from cryoflow.daemon.root import build_executor, running_head
 from cryoflow.daemon.settings import RunSettings
 from cryoflow.graph.flowgraph import nodes_graph
 from cryoflow.graph.model import Node
@@ -81,8 +81,7 @@ class ColonyServer:
         tokens = Tokens(read=self.tokens[0], admin=self.tokens[1])
         check_bind(self.host, tokens)
         queue = ColonyQueue()
-        executor = routed_executor(build_executor(RunSettings(executor="inline")),
-                                   external=queue)
+        executor = build_executor(RunSettings(executor="inline", workers=2))  # runs nothing
         async with running_head(intake_graph(), self.state_dir, executor) as head:
             context = build_context(head, tokens)
             runner = web.AppRunner(build_app(context, [route_table(queue)]), access_log=None)
