@@ -342,3 +342,16 @@ def test_the_communicate_example_lets_the_two_inputs_pebbles_meet(tmp_path: Path
     # pebble), so neither party is the resolving one and both continue
     assert [s["output"]["resolved"] for s in sync] == [False, False]
     assert [p["nodes"]["End"]["outcome"] for p in pebbles] == ["success", "success"]
+
+
+def test_cryoclouds_debug_and_threads_flags_still_work(tmp_path: Path) -> None:
+    nodes = run_graph(GRAPHS / "cmdline.json", tmp_path, "--time", "0", "--threads", "1",
+                      "--debug")
+    assert nodes["Test"] == ("success", {"time": 0})
+    from cryoflow.cli.workflow import build_parser, run_settings
+
+    ns = build_parser().parse_args(["g.json", "--threads", "3", "--debug"])
+    settings = run_settings(ns)
+    assert (settings.workers, settings.loglevel) == (3, "DEBUG")
+    ns = build_parser().parse_args(["g.json", "--threads", "3", "--workers", "2"])
+    assert run_settings(ns).workers == 2

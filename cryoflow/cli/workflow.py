@@ -146,6 +146,9 @@ def _add_run_flags(group: argparse._ArgumentGroup) -> None:
     add("--scheduler", metavar="URL", help="Dask scheduler, e.g. tcp://host:8786")
     add("--kubernetes", action="store_true", help="run 'image' nodes as Kubernetes Jobs")
     add("--nocache", action="store_true", help="ignore cached results")
+    add("--debug", action="store_true", help="as CryoCloud's ccworkflow: --loglevel DEBUG")
+    add("--threads", type=_count, metavar="N",
+        help="as CryoCloud's ccworkflow: --workers N when --workers is not given")
     add("--max-result-bytes", type=_positive, metavar="N",
         help="fail a job whose result is larger than N bytes as JSON (16 MiB; config "
              "results.max_bytes)")
@@ -268,12 +271,12 @@ def run_settings(ns: argparse.Namespace, base: Mapping[str, Any] | None = None) 
         state_dir=ns.state,
         fresh=ns.fresh,
         module_paths=_module_paths(ns),
-        workers=ns.workers,
+        workers=ns.workers if ns.workers is not None else ns.threads,
         admin_workers=ns.admin_workers,
         gpus=ns.gpus,
         config=config,
         report_path=ns.report,
-        loglevel=ns.loglevel,
+        loglevel="DEBUG" if ns.debug else ns.loglevel,
         http=None if ns.no_http else (ns.http or "127.0.0.1:0"),
         http_token=read_token(ns.token_file),
         admin_token=read_token(ns.admin_token_file),
