@@ -555,3 +555,19 @@ def test_a_process_waiting_for_a_function_no_executor_offers_names_the_function(
         assert (await c.ended(workflow_id))["state"] == "successful"
 
     run(test, tmp_path)
+
+
+def test_stopping_the_server_answers_an_executors_long_poll_at_once(tmp_path: Path) -> None:
+    from cryoflow.colony.server import ColonyServer
+
+    server = ColonyServer(tmp_path / "served").start()
+    client = ExecutorClient(str(server.url), type=TYPE, name="waiting")
+    client.register()
+    answers: list[Any] = []
+    polling = threading.Thread(target=lambda: answers.append(client.assign(120)))
+    polling.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.stop()
+    polling.join(30)
+    assert answers == [None] and time.monotonic() - started < 10

@@ -173,12 +173,18 @@ class ColonyQueue:
                 await asyncio.wait({waiter.future}, timeout=min(timeout_s, MAX_ASSIGN_TIMEOUT_S))
             finally:
                 self._waiters.remove(waiter)
-            if waiter.future.done():
+            if waiter.future.done() and not waiter.future.cancelled():
                 process = self.processes.get(waiter.future.result())
             else:
                 waiter.future.cancel()
         self._seen[executor_id] = self.clock()
         return None if process is None else process.view()
+
+    def release_waiters(self) -> None:
+        """Answer every long poll at once with no process (the server is stopping)."""
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.cancel()
 
     # ------------------------------------------------------------------ from the heads
 

@@ -46,7 +46,11 @@ def install(app: web.Application, context: ApiContext, *,
     async def stop(_app: web.Application) -> None:
         await service.stop()
 
+    async def release(_app: web.Application) -> None:
+        service.queue.release_waiters()  # long polls must not hold the shutdown
+
     app.on_startup.append(start)
+    app.on_shutdown.append(release)
     app.on_cleanup.append(stop)
     return service
 
