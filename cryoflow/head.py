@@ -386,11 +386,12 @@ class Head:
                 actions += self._result_event(tx, report.job_id, report.result, now)
             for loss in pending.lost:
                 self.dispatcher.finished(loss.job_id)
-                self._jobs.pop(loss.job_id, None)
+                lost_job = self._jobs.pop(loss.job_id, None)
                 self.progress.pop(loss.job_id, None)
                 tx.job_finished(loss.job_id, outcome="lost", retval=None, error=loss.reason,
                                 stats={}, now=now)
-                actions += self.engine.handle(JobLost(loss.job_id, loss.reason), now)
+                actions += self.engine.handle(
+                    JobLost(loss.job_id, loss.reason, job=lost_job), now)
             for pebble_id in pending.retries:
                 actions += self._retry_event(pebble_id, now)
             for cancel in pending.cancels:
@@ -426,7 +427,7 @@ class Head:
         self.dispatcher.finished(job_id)
         self._jobs.pop(job_id, None)
         self.progress.pop(job_id, None)
-        event = JobFinished(job_id, result.outcome, result.retval, result.error, stats)
+        event = JobFinished(job_id, result.outcome, result.retval, result.error, stats, job)
         return self.engine.handle(event, now)
 
     def _retry_event(self, pebble_id: int, now: float) -> list[Action]:

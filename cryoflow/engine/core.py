@@ -8,7 +8,6 @@ pebble). No I/O, no clocks, no threads: time comes in as ``now``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from cryoflow.engine.args import Scope, file_flags, option_key, resolve_arg, resolve_ref
@@ -32,6 +31,7 @@ from cryoflow.engine.records import (
     PebbleReopened,
     PebbleRetried,
     QueueJob,
+    evolve,
     job_id,
 )
 from cryoflow.engine.resolve import FAILURES, combine, resolution, runs_on
@@ -184,7 +184,7 @@ class _Step:
         self.settle(pebble)
 
     def job_finished(self, event: JobFinished) -> None:
-        found = self.job_target(event.job_id)
+        found = self.job_target(event.job_id, event.job)
         if found is None:
             return
         pebble, name, branch, state = found
@@ -193,7 +193,7 @@ class _Step:
         stats = {**event.stats, "priority": node.priority}
         if failed and state.attempts <= node.retries:
             delay = node.retry_delay_s * 2 ** (state.attempts - 1)
-            self.requeue(pebble, name, branch, replace(state, attempts=state.attempts + 1), delay)
+            self.requeue(pebble, name, branch, evolve(state, attempts=state.attempts + 1), delay)
         else:
             output = _as_output(event.retval) if event.outcome is Outcome.SUCCESS else None
             self.finish(
@@ -203,13 +203,13 @@ class _Step:
         self.settle(pebble)
 
     def job_lost(self, event: JobLost) -> None:
-        found = self.job_target(event.job_id)
+        found = self.job_target(event.job_id, event.job)
         if found is None:
             return
         pebble, name, branch, state = found
         uncharged = int(state.stats.get("head_restarts", 0)) + (not event.charged)
         stats = {**state.stats, "head_restarts": uncharged} if uncharged else state.stats
-        state = replace(state, lost=state.lost + 1, stats=stats)
+        state = evolve(state, lost=state.lost + 1, stats=stats)
         charged = state.lost - uncharged
         if charged >= self.engine.poison_limit:
             error = f"worker lost {charged} times running this job (last: {event.reason})"
@@ -226,7 +226,7 @@ class _Step:
             if state.status is NodeStatus.QUEUED:
                 self.actions.append(CancelJob(self._job_id(pebble, name, branch, state)))
             if state.status in OPEN:
-                done = replace(state, status=NodeStatus.DONE, outcome=Outcome.CANCEL,
+                done = evolve(state, status=NodeStatus.DONE, outcome=Outcome.CANCEL,
                                error=event.reason)
                 self.put(pebble, name, branch, done)
         self.settle(pebble)
@@ -248,7 +248,7 @@ class _Step:
             if state is None or state.outcome not in FAILURES:
                 continue  # already forgotten: downstream of an earlier failure
             self.forget_downstream(pebble, name, branch)
-            again = replace(state, status=NodeStatus.QUEUED, outcome=None, output=None,
+            again = evolve(state, status=NodeStatus.QUEUED, outcome=None, output=None,
                             error=None, attempts=state.attempts + 1)
             self.requeue(pebble, name, branch, again, 0.0)
         self.settle(pebble)
@@ -274,7 +274,7 @@ class _Step:
             if agg is not None and length < self.topo.depth[split]:
                 if agg.status is NodeStatus.DONE:
                     self.put(pebble, split, branch[:length],
-                             replace(agg, status=NodeStatus.SPLIT, outcome=None))
+                             evolve(agg, status=NodeStatus.SPLIT, outcome=None))
                 return
 
     def remove(self, pebble: PebbleState, name: str, branch: Branch) -> None:
@@ -288,20 +288,28 @@ class _Step:
         self.actions.append(NodeChanged(pebble.id, name, branch, state))
 
     def job_target(
-        self, jid: str
+        self, jid: str, job: JobSpec | None = None
     ) -> tuple[PebbleState, str, Branch, NodeState] | None:
-        where, _, attempt = jid.rpartition("#")
-        parts = where.split("/")
-        pebble = self.engine._pebbles.get(int(parts[0]))
+        """The pebble, node, branch and state ``jid`` is the current attempt of, or None.
+
+        ``job`` (that id's spec) spares reading the parts out of the id.
+        """
+        if job is not None and job.id == jid:
+            pebble_id, name, branch, attempt = job.pebble_id, job.node, job.branch, job.attempt
+        else:
+            where, _, number = jid.rpartition("#")
+            parts = where.split("/")
+            pebble_id, name, attempt = int(parts[0]), parts[1], int(number)
+            branch = tuple(int(i) for i in parts[2].split(".")) if len(parts) > 2 else ()
+        pebble = self.engine._pebbles.get(pebble_id)
         if pebble is None:
             return None
-        branch = tuple(int(i) for i in parts[2].split(".")) if len(parts) > 2 else ()
-        state = pebble.states.get((parts[1], branch))
+        state = pebble.states.get((name, branch))
         if state is None or state.status is not NodeStatus.QUEUED:
             return None
-        if int(attempt) != state.attempts + state.lost:
+        if attempt != state.attempts + state.lost:
             return None
-        return pebble, parts[1], branch, state
+        return pebble, name, branch, state
 
     def _job_id(self, pebble: PebbleState, name: str, branch: Branch, state: NodeState) -> str:
         return job_id(pebble.id, name, branch, state.attempts + state.lost)
@@ -321,7 +329,7 @@ class _Step:
         base: NodeState | None = None,
     ) -> None:
         """Give a node instance its outcome and move the pebble on from there."""
-        state = replace(
+        state = evolve(
             base or pebble.states.get((name, branch)) or NodeState(),
             status=NodeStatus.DONE, outcome=outcome, output=output, error=error,
             stats=stats if stats is not None else (base.stats if base else {}),
@@ -404,7 +412,7 @@ class _Step:
         if not allowed:
             self.finish(pebble, name, branch, Outcome.SKIPPED, base=state)
         elif node.deferred:
-            self.put(pebble, name, branch, replace(state, status=NodeStatus.DEFERRED))
+            self.put(pebble, name, branch, evolve(state, status=NodeStatus.DEFERRED))
         else:
             self.queue(pebble, node, name, branch, state)
 
@@ -450,7 +458,7 @@ class _Step:
         if node.split_on and not is_instance(name):
             self.split(pebble, node, branch, state, spec)
             return
-        state = replace(state, status=NodeStatus.QUEUED, attempts=state.attempts + 1)
+        state = evolve(state, status=NodeStatus.QUEUED, attempts=state.attempts + 1)
         self.put(pebble, name, branch, state)
         self.emit_job(pebble, name, branch, state, spec, 0.0)
 
@@ -465,13 +473,13 @@ class _Step:
             self.finish(pebble, node.name, branch, Outcome.ERROR, error=error, base=state)
             return
         self.put(pebble, node.name, branch,
-                 replace(state, status=NodeStatus.SPLIT, branches=len(items)))
+                 evolve(state, status=NodeStatus.SPLIT, branches=len(items)))
         if not items:
             self.join_empty(pebble, node.name, branch)
             return
         for index, item in enumerate(items):
             sub = (*branch, index)
-            item_state = replace(state, status=NodeStatus.QUEUED, attempts=1, branches=0)
+            item_state = evolve(state, status=NodeStatus.QUEUED, attempts=1, branches=0)
             self.put(pebble, node.name, sub, item_state)
             args = {**spec["args"], node.split_on: item}
             self.emit_job(pebble, node.name, sub, item_state, {**spec, "args": args}, 0.0)
@@ -577,7 +585,7 @@ class _Step:
             if outcome is Outcome.SUCCESS:
                 output = {key: [] for key in node.outputs}
             base = pebble.states.get((name, branch)) or NodeState()
-            self.put(pebble, name, branch, replace(
+            self.put(pebble, name, branch, evolve(
                 base, status=NodeStatus.DONE, outcome=outcome, output=output))
         if merge is not None:
             self.offer_children(pebble, merge, branch)
@@ -652,7 +660,7 @@ def _joined(
     }
     outcomes = [s.outcome for s in items if s is not None and s.outcome is not None]
     errors = [s.error for s in items if s is not None and s.error]
-    return replace(
+    return evolve(
         base, status=NodeStatus.DONE, outcome=outcome or combine(outcomes), output=output,
         error=errors[0] if errors else None, branches=len(items),
         attempts=max((s.attempts for s in items if s is not None), default=base.attempts),

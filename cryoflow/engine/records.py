@@ -8,7 +8,7 @@ turns it into the string the store keys rows by.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -72,6 +72,20 @@ class NodeState:
     """For a split node: how many items its split list had."""
 
 
+_NODE_FIELDS = tuple(f.name for f in fields(NodeState))
+_new = object.__new__
+_set = object.__setattr__
+
+
+def evolve(state: NodeState, **changes: Any) -> NodeState:
+    """``dataclasses.replace`` for a :class:`NodeState`, a few times faster (the engine
+    makes one per node change)."""
+    out = _new(NodeState)
+    for name in _NODE_FIELDS:
+        _set(out, name, changes[name] if name in changes else getattr(state, name))
+    return out
+
+
 # ----------------------------------------------------------------------------- events
 
 
@@ -93,6 +107,8 @@ class JobFinished:
     retval: Any = None
     error: str | None = None
     stats: Mapping[str, Any] = field(default_factory=empty_map)
+    job: JobSpec | None = None
+    """The job itself when the caller has it (saves reading its id)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,8 @@ class JobLost:
     charged: bool = True
     """Does the loss count towards the poison limit? Not when the head itself stopped
     (the job is run again as a new attempt either way)."""
+    job: JobSpec | None = None
+    """The job itself when the caller has it (saves reading its id)."""
 
 
 @dataclass(frozen=True)
