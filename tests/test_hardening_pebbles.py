@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +91,29 @@ def test_an_entry_offer_returns_the_unfinished_pebble_of_an_equal_item(tmp_path:
             await s.idle()
 
     asyncio.run(scenario())
+
+
+KILL_CYCLES = int(os.environ.get("CRYOFLOW_KILL_CYCLES", "10"))
+
+
+def test_a_kill_loop_leaves_one_pebble_per_input_and_every_execution_recorded(
+        tmp_path: Path, procs: Processes, ledger: Ledger) -> None:
+    """RELIABILITY-style loop: kill -9 the head at a random time, run again, repeat;
+    then let the run finish. One command line, so one pebble, however often it died."""
+    graph = _graph(tmp_path, ledger, 8)  # no run finishes before its kill (at most 3 s)
+    chance = random.Random(15)
+    for _ in range(KILL_CYCLES):
+        head = procs.ccworkflow(graph, "--scene", "b", *args(tmp_path))
+        time.sleep(chance.uniform(0.3, 3.0))
+        head.kill9()
+        procs.wait_none_alive(5.0)
+    _set_seconds(graph, 0.1)
+    code, output = procs.run(graph, "--scene", "b", *args(tmp_path))
+    assert code == 0, output
+    pebbles = _pebbles(tmp_path)
+    assert [(p["outcome"], p["input"]["scene"]) for p in pebbles] == [("completed", "b")]
+    executions = len(ledger.markers("exec"))
+    attempts = pebbles[0]["nodes"]["Sleep"]["attempts"]
+    print(f"kill loop: {KILL_CYCLES} kills, {len(pebbles)} pebble, {executions} executions, "
+          f"{attempts} attempts recorded, {len(ledger.markers('done'))} finished")
+    assert executions >= 1 and len(ledger.markers("done")) >= 1
