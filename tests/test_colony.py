@@ -50,6 +50,7 @@ class Colony:
     url: str
     session: aiohttp.ClientSession
     service: ColonyService
+    head: Any = None
 
     @property
     def queue(self) -> ColonyQueue:
@@ -102,9 +103,9 @@ async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -
 
 
 @asynccontextmanager
-async def colony(state: Path) -> AsyncIterator[Colony]:
+async def colony(state: Path, g: Any = None) -> AsyncIterator[Colony]:
     """A head (with an input node only) serving the colony routes on 127.0.0.1."""
-    g = graph(node("In", module="cmdline"))
+    g = g or graph(node("In", module="cmdline"))
     store = Store.open(state, workflow=g.name)
     queue = ColonyQueue()
     head = Head(g, store=store, executor=RoutingExecutor(InlineExecutor(), external=queue))
@@ -119,7 +120,7 @@ async def colony(state: Path) -> AsyncIterator[Colony]:
     port = runner.addresses[0][1]
     session = aiohttp.ClientSession()
     try:
-        yield Colony(f"http://127.0.0.1:{port}/", session, service)
+        yield Colony(f"http://127.0.0.1:{port}/", session, service, head)
     finally:
         await session.close()
         await runner.cleanup()
@@ -127,9 +128,9 @@ async def colony(state: Path) -> AsyncIterator[Colony]:
         store.close()
 
 
-def run(test: Callable[[Colony], Awaitable[None]], state: Path) -> None:
+def run(test: Callable[[Colony], Awaitable[None]], state: Path, g: Any = None) -> None:
     async def go() -> None:
-        async with colony(state) as c:
+        async with colony(state, g) as c:
             await asyncio.wait_for(test(c), 30)
 
     asyncio.run(go())
@@ -571,3 +572,33 @@ def test_stopping_the_server_answers_an_executors_long_poll_at_once(tmp_path: Pa
     server.stop()
     polling.join(30)
     assert answers == [None] and time.monotonic() - started < 10
+
+
+def test_the_web_api_of_a_head_shows_why_its_external_node_waits(tmp_path: Path) -> None:
+    from cryoflow.graph.funcspec import funcspec_graph
+    from cryoflow.graph.model import ENTRY
+
+    g = funcspec_graph([{"nodename": "orphan", "funcname": "f",
+                         "conditions": {"executortype": "nobody"}}], name="waits")
+    why = "no executor of type 'nobody' is registered"
+
+    async def test(c: Colony) -> None:
+        pebble = await c.head.offer(ENTRY, {})
+
+        async def shown() -> bool:  # what the web view reads: status values and the log
+            _, status = await c.get("api/v1/status")
+            _, logs = await c.get(f"api/v1/logs?pebble={pebble}")
+            return (status["status"].get("orphan", {}).get("waitingfor") == why
+                    and any(why in row["message"] for row in logs["items"]))
+
+        await until(shown)
+        executor = await c.register("late", type="nobody")
+        assert (await c.assign(executor))["nodename"] == "orphan"
+
+        async def cleared() -> bool:
+            _, status = await c.get("api/v1/status")
+            return status["status"]["orphan"].get("waitingfor") is None
+
+        await until(cleared)
+
+    run(test, tmp_path, g)
