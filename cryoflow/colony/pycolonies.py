@@ -246,8 +246,7 @@ class Colonies:
     def find_process(self, nodename: str, processids: list[str], prvkey: str) -> Process:
         """The process of ``nodename`` among ``processids``."""
         for processid in processids:
-            workflow_id, _, node = processid.partition("/")
-            if node == nodename:
+            if processid.partition("/")[2] == nodename:
                 return self.get_process(processid, prvkey)
         raise ColoniesError(f"none of the {len(processids)} processes is node {nodename!r}")
 

@@ -9,9 +9,9 @@ anything, so its ``FROM`` image must be on the daemon already. Other images must
 the daemon.
 
 A task without ``command`` runs the image's own default command: its ``ENTRYPOINT``
-followed by its ``CMD``, in its ``WORKDIR``, with its environment (the Docker executor
-runs the task's process in a container of the image, as the image's user would not:
-under the head's uid:gid, like every Docker task).
+followed by its ``CMD``, in its ``WORKDIR``, with its environment. Like every task of
+the Docker executor it runs under the head's uid:gid (not the image's ``USER``), and
+the image needs Python 3.11 or later for the executor's job runtime.
 """
 
 from __future__ import annotations
