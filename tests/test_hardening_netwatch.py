@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -143,3 +144,44 @@ def test_the_rest_api_reads_no_unicode_digits_as_a_number_either(
 
     status, body = asyncio.run(ask())
     assert status == 400 and "must be an integer" in body["error"], body
+
+
+def test_a_barrage_of_hostile_requests_makes_no_pebble_and_no_500(tmp_path: Path) -> None:
+    """Foreign Hosts, cross-origin posts of every Content-Type and malformed ids, mixed
+    with good posts: every hostile request is refused with 4xx, only good posts count."""
+    chance = random.Random(5)
+    hosts = ["evil.example", "evil.example:80", "127.0.0.1.nip.io", "[::1", "localhost.evil"]
+    origins = ["https://evil.example", "null", "http://127.0.0.1.evil.example"]
+    kinds = [None, "text/plain", "application/json", "application/x-www-form-urlencoded"]
+    ids = ["²", "١٢", "9" * 30, "0", "-1", "1e3", "0x10", "12 ", "1" * 5000]
+    statuses: dict[int, int] = {}
+    accepted = []
+    with netwatch(tmp_path, workers=0) as (rig, post):
+        port = post.conn.port
+        for n in range(600):
+            pick = n % 4
+            if pick == 0:
+                answer = post("POST", "/task", {"n": n}, headers={"Host": chance.choice(hosts)})
+            elif pick == 1:
+                headers = {"Origin": chance.choice(origins)}
+                kind = chance.choice(kinds)
+                if kind is None:
+                    answer = _post_without_content_type(post, headers)
+                else:
+                    answer = post("POST", "/task", raw=b'{"n": 1}',
+                                  headers={**headers, "Content-Type": kind})
+            elif pick == 2:
+                answer = post("GET", "/status/" + quote(chance.choice(ids)))
+            else:
+                answer = post("POST", "/task", {"n": n},
+                              headers={"Origin": f"http://127.0.0.1:{port}"})
+                if answer[0] == 202:
+                    accepted.append(answer[2]["id"])
+                statuses[answer[0]] = statuses.get(answer[0], 0) + 1
+                continue
+            assert 400 <= answer[0] < 500, (n, answer)
+            statuses[answer[0]] = statuses.get(answer[0], 0) + 1
+        stored = sorted(p["id"] for p in rig.pebbles())
+    print(f"barrage: 600 requests, answers {dict(sorted(statuses.items()))}, "
+          f"{len(accepted)} accepted, {len(stored)} pebbles stored")
+    assert len(accepted) == 150 and stored == sorted(accepted)
