@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import random
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -185,3 +187,56 @@ def test_a_barrage_of_hostile_requests_makes_no_pebble_and_no_500(tmp_path: Path
     print(f"barrage: 600 requests, answers {dict(sorted(statuses.items()))}, "
           f"{len(accepted)} accepted, {len(stored)} pebbles stored")
     assert len(accepted) == 150 and stored == sorted(accepted)
+
+
+# ---------------------------------------------------------------------- CryoCloud's NetWatcher
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"Host": "evil.example"}, 403),
+    ({"Origin": "https://evil.example"}, 403),
+    ({"Origin": "https://evil.example", "Content-Type": "text/plain"}, 403),
+    ({"Origin": "null"}, 403),
+    ({"Content-Length": "ten"}, 400),
+    ({}, 202),
+])
+def test_the_cryocloud_netwatcher_helper_applies_the_same_host_and_origin_rules(
+        headers: dict[str, str], status: int) -> None:
+    from cryoflow.compat.CryoCloud.Common.netwatcher import NetWatcher
+
+    posted: list[dict[str, Any]] = []
+    stop = threading.Event()
+    watcher = NetWatcher(0, onAdd=lambda info: posted.append(info) or len(posted),
+                         stop_event=stop)
+    watcher.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", watcher.port, timeout=10)
+        body = b'{"n": 1}'
+        conn.putrequest("POST", "/task", skip_host="Host" in headers)
+        for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        answer = conn.getresponse()
+        reply = json.loads(answer.read())
+        conn.close()
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert answer.status == status, reply
+    assert posted == ([{"n": 1}] if status == 202 else [])
+
+
+def test_the_cryocloud_netwatcher_bound_beyond_loopback_serves_any_host_name() -> None:
+    from cryoflow.compat.CryoCloud.Common.netwatcher import NetWatcher
+
+    stop = threading.Event()
+    watcher = NetWatcher(0, onAdd=lambda info: 1, stop_event=stop, host="0.0.0.0")
+    watcher.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", watcher.port, timeout=10)
+        conn.request("POST", "/task", body=b'{"n": 1}', headers={"Host": "ingest.example"})
+        assert conn.getresponse().status == 202
+        conn.close()
+    finally:
+        stop.set()
+        watcher.join(10)

@@ -5,7 +5,9 @@ the body must be a JSON object (at most 1 MiB) matching ``schema`` when one is g
 ``onAdd(info)`` is called and its return value (the pebble id) is answered as
 ``202 {"id": ...}``. ``GET /schema`` returns the schema. cryoflow's own ``netwatcher``
 input adds tokens, idempotency keys and status queries; this one is for modules
-written for CryoCloud.
+written for CryoCloud. Both refuse (403) a post from another browser origin than
+``cors`` and, bound to loopback, a ``Host`` that is not loopback (DNS rebinding), with
+the rules of :mod:`cryoflow.watch.httpguard`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jsonschema
+
+from cryoflow.watch.httpguard import host_problem, is_loopback, origin_problem
 
 MAX_BODY = 1 << 20
 
@@ -38,6 +42,7 @@ class NetWatcher(threading.Thread):
         self.schema = schema
         self.cors = cors
         self.stop_event = stop_event or threading.Event()
+        self.loopback = is_loopback(host)
         self.server = ThreadingHTTPServer((host, int(port)), _handler_for(self))
         self.port = self.server.server_address[1]
 
@@ -92,16 +97,41 @@ def _handler_for(watcher: NetWatcher) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802
-            if self.path.rstrip("/") == "/schema":
+            refusal = _refusal(self.headers, watcher, post=False)
+            if refusal is not None:
+                self._reply(*refusal)
+            elif self.path.rstrip("/") == "/schema":
                 self._reply(200, watcher.schema or {})
             else:
                 self._reply(404, {"error": "not found: POST a JSON object, GET /schema"})
 
         def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._reply(413, {"error": f"the body is larger than {MAX_BODY} bytes"})
+            refusal = _refusal(self.headers, watcher, post=True)
+            if refusal is not None:
+                self._reply(*refusal)
                 return
+            length = int(self.headers.get("Content-Length") or 0)
             self._reply(*watcher.accept(self.rfile.read(length)))
 
     return Handler
+
+
+def _refusal(headers: Any, watcher: NetWatcher, *,
+             post: bool) -> tuple[int, dict[str, str]] | None:
+    """The answer to a request that must be refused, or None: a foreign Host (when bound
+    to loopback), and for a post a foreign Origin, a Content-Length that is not digits
+    or is over MAX_BODY."""
+    host, cors = headers.get("Host"), watcher.cors
+    problem = host_problem(host) if watcher.loopback else None
+    if problem is None and post:
+        problem = origin_problem(headers.get("Origin"), host, (cors,) if cors else ())
+    if problem is not None:
+        return 403, {"error": problem}
+    if not post:
+        return None
+    text = headers.get("Content-Length") or "0"
+    if not (text.isascii() and text.isdigit()):
+        return 400, {"error": "send the body with a Content-Length in digits"}
+    if int(text) > MAX_BODY:
+        return 413, {"error": f"the body is larger than {MAX_BODY} bytes"}
+    return None
