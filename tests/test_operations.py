@@ -548,3 +548,67 @@ def test_a_broker_that_is_not_file_or_redis_is_refused() -> None:
     with pytest.raises(ConfigError, match="use 'file:' or redis://HOST:PORT/DB"):
         operations.SingleTaskOperation("x-", PythonTask("p", flows.fa),
                                        on_exit_notify={"queue": "q", "broker": "kafka://k"})
+
+
+def test_an_unprivileged_task_gets_the_folder_read_only_or_does_not_run(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from cryoflow.pyapi import readonly
+
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.fail("this test drops root with setpriv (util-linux); run it as root")
+    import tempfile
+
+    outer = Path(tempfile.mkdtemp(dir="/tmp"))  # one that user nobody may enter
+    outer.chmod(0o755)
+    folder = outer / "shared"
+    folder.mkdir()
+    folder.chmod(0o777)
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    argv = readonly.wrap_command(["touch", str(folder / "x")], [str(folder)])
+    done = subprocess.run([*as_nobody, *argv], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    written = (folder / "x").exists()
+    shutil.rmtree(outer)
+    assert done.returncode != 0 and not written
+    assert ("Read-only file system" in done.stderr   # a user namespace made it read-only
+            or "run the task in a container instead" in done.stderr), done.stderr
+    private = Path(tempfile.mkdtemp()) / "inner"  # a folder nobody may not even reach
+    private.mkdir()
+    blocked = subprocess.run([*as_nobody, *readonly.wrap_command(["true"], [str(private)])],
+                             capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    shutil.rmtree(private.parent)
+    assert blocked.returncode == readonly.ERROR_EXIT
+    assert f"cannot make {private} read-only for the task" in blocked.stderr
+
+
+def test_a_container_task_cannot_write_into_a_read_only_claim(
+        tmp_path: Path, docker_daemon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_daemon.base_url)
+    (tmp_path / "volumes" / "claim").mkdir(parents=True)
+    op = operations.DistributedSyncOperation(
+        "ro-box-", CustomTask("t", "local/debian-py:bookworm", ["touch", "/opt/shared/x"]),
+        root=tmp_path, shared_directory="claim:/opt/shared:ro")
+    with pytest.raises(RunFailed, match="Read-only file system"):
+        op.execute()
+    assert list((tmp_path / "volumes" / "claim").iterdir()) == []
+
+
+def test_an_unreachable_redis_broker_is_logged_and_the_run_still_ends(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from executorkit import free_port
+
+    broker = f"redis://127.0.0.1:{free_port()}/0"
+    op = operations.SingleTaskOperation(
+        "lost-", PythonTask("p", flows.fa), root=tmp_path, inline=True,
+        on_exit_notify={"queue": "q", "broker": broker})
+    with caplog.at_level("ERROR", logger="cryoflow.pyapi.operations"):
+        record = op.execute().wait(60)
+        deadline = time.monotonic() + 30
+        while not any("cannot send to queue q" in r.message for r in caplog.records):
+            assert time.monotonic() < deadline, "the failed notice was not logged"
+            time.sleep(0.05)
+    assert record.status is RunStatus.FINISHED

@@ -183,11 +183,9 @@ def notify(target: Mapping[str, Any], message: Mapping[str, Any], root: Path) ->
     broker = events.broker_of(target)
     try:
         events.send(broker, str(target["queue"]), message, root)
-    except (OSError, ConnectionError) as exc:
+    except Exception as exc:  # OSError, or the broker client's own errors
         log.error("on_exit_notify: cannot send to queue %s on %s: %s", target["queue"],
                   broker, exc)
-    except Exception as exc:  # the broker's client library's own errors
-        log.error("on_exit_notify: the broker %s refused the notice: %s", broker, exc)
 
 
 def read_queue(root: Path, topic: str, broker: str | None = None) -> list[dict[str, Any]]:

@@ -77,11 +77,18 @@ def enter(paths: Sequence[str]) -> None:
         _map_user(uid, gid)
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "private mounts")
     for path in paths:
-        target = os.fsencode(os.path.realpath(path))
-        _check(libc.mount(target, target, None, MS_BIND | MS_REC, None), f"bind {path}")
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(path)
-        _check(libc.mount(None, target, None, flags, None), f"read-only {path}")
+        try:
+            _read_only_mount(libc, path)
+        except (ReadOnlyError, OSError) as exc:
+            raise ReadOnlyError(f"cannot make {path} read-only for the task: {exc}") from None
     os.chdir(os.getcwd())  # a working folder inside a read-only one is read-only too
+
+
+def _read_only_mount(libc: Any, path: str) -> None:
+    target = os.fsencode(os.path.realpath(path))
+    _check(libc.mount(target, target, None, MS_BIND | MS_REC, None), "bind mount")
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(path)
+    _check(libc.mount(None, target, None, flags, None), "read-only remount")
 
 
 def _map_user(uid: int, gid: int) -> None:
