@@ -525,6 +525,8 @@ class Head:
 
     def _queue(self, job: JobSpec, now: float) -> None:
         self.dispatcher.add(job, now)
+        if not job.files:
+            return
         bases = self._tempdir_bases.setdefault(job.pebble_id, set())
         for flags in job.files.values():
             # tempdirs, and the inputs folder remote files are fetched into

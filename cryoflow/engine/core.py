@@ -38,7 +38,7 @@ from cryoflow.engine.resolve import FAILURES, combine, resolution, runs_on
 from cryoflow.engine.topology import Topology, build_topology, node_of
 from cryoflow.errors import ArgumentError, ExprError
 from cryoflow.graph.instances import HandlerInstance, base_name, handler_instance, is_instance
-from cryoflow.graph.model import ENTRY, ArgSource, Graph, Node, Outcome, RunOn
+from cryoflow.graph.model import EMPTY, ENTRY, ArgSource, Graph, Node, Outcome, RunOn
 
 
 class Engine:
@@ -172,11 +172,12 @@ class _Step:
     # ------------------------------------------------------------------ events
 
     def add_pebble(self, event: PebbleAdded) -> None:
-        pebble = PebbleState(event.pebble_id, event.input_node, dict(event.item))
+        item = dict(event.item)  # the input node's output is the same (read-only) dict
+        pebble = PebbleState(event.pebble_id, event.input_node, item)
         self.engine._pebbles[event.pebble_id] = pebble
         for node in self.graph.input_nodes:
             if node.name == event.input_node:
-                self.finish(pebble, node.name, (), Outcome.SUCCESS, output=dict(event.item))
+                self.finish(pebble, node.name, (), Outcome.SUCCESS, output=item)
             else:
                 self.finish(pebble, node.name, (), Outcome.SKIPPED)
         if event.input_node == ENTRY:
@@ -521,7 +522,7 @@ class _Step:
              "basename": p.basename}
             for p in node.post
         )
-        return {"args": args, "files": files, "ccnode": ccnode, "workdir": workdir,
+        return {"args": args, "files": files or EMPTY, "ccnode": ccnode, "workdir": workdir,
                 "post": post}
 
     def emit_job(

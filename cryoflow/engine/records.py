@@ -145,7 +145,7 @@ Event = PebbleAdded | JobFinished | JobLost | PebbleCancelled | PebbleRetried
 # ---------------------------------------------------------------------------- actions
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     """One job to queue: a node of a pebble branch with its arguments resolved."""
 
