@@ -122,6 +122,8 @@ def test_a_failing_node_prints_its_name_its_error_and_last_log_lines_and_exits_1
     assert "RuntimeError: bash exited with code 3: about to fail" in out
     assert "last log lines:" in out and "working on it" in out
     assert "cclog --state .cryoflow/boom --pebble 1" in out
+    hints = [line for line in out.splitlines() if line.startswith("  cc")]
+    assert len(hints) == 2 and len({line.index("#") for line in hints}) == 1  # one column
     assert "Traceback" not in out + done.stderr
 
 
@@ -144,7 +146,7 @@ def test_a_run_without_http_prints_the_summary_with_the_node_outcomes(tmp_path: 
     assert re.match(r"demo: 1 pebble finished in \d+\.\d s — 1 completed, 0 failed$", lines[0])
     table = {line.split()[0]: line.split()[1:] for line in lines[1:7]}
     assert table["node"] == ["success"] and table["Measure"] == ["5"]
-    assert "--stay keeps the web view open after the run" in done.stdout
+    assert "--stay" not in done.stdout  # no web view to keep without HTTP
     assert "web view and API at" not in done.stderr
 
 

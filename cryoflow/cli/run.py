@@ -100,7 +100,8 @@ async def _run_head(head: Head, options: dict[str, Any], settings: RunSettings,
             return  # the input's error is the whole story
         state_dir = settings.state_dir or default_state_dir(graph)
         print_summary(console or Console(highlight=False), tally, graph, store,
-                      Pointers(state_dir, settings.report_path, url))
+                      Pointers(state_dir, settings.report_path, url,
+                               served=settings.http is not None))
 
     run.on_done = finish
     await run.execute()

@@ -34,6 +34,8 @@ class Pointers:
     report: Path | None = None
     web_url: str | None = None
     """The web view's address when it is still being served."""
+    served: bool = True
+    """Whether the run served a web view at all (not with ``--no-http``)."""
 
 
 def print_summary(console: Console, tally: RunTally, graph: Graph, store: Queries,
@@ -122,22 +124,20 @@ def last_log_lines(store: Queries, failure: Failure, count: int = LOG_LINES) -> 
 def look_next(tally: RunTally, pointers: Pointers) -> list[str]:
     """Commands that show more about this run."""
     state = shlex.quote(str(pointers.state_dir))
-    lines = ["", "[bold]look next:[/]"]
     failed = tally.by_fate()
-    if failed:
-        pebble = failed[0][1].pebble_id
-        lines.append(f"  cclog --state {escape(state)} --pebble {pebble}"
-                     "   [dim]# that pebble's log[/]")
-    else:
-        lines.append(f"  cclog --state {escape(state)}   [dim]# the log[/]")
-    lines.append(f"  ccstatus --state {escape(state)}   [dim]# counts of every run so far[/]")
+    commands = [(f"cclog --state {state} --pebble {failed[0][1].pebble_id}", "that pebble's log")
+                if failed else (f"cclog --state {state}", "the log"),
+                (f"ccstatus --state {state}", "counts of every run so far")]
+    width = max(len(command) for command, _ in commands)
+    lines = ["", "[bold]look next:[/]"]
+    lines += [f"  {escape(command.ljust(width))}   [dim]# {note}[/]" for command, note in commands]
     if pointers.report is not None:
         lines.append(f"  the report: {escape(str(pointers.report))}")
     else:
         lines.append("  --report FILE writes every pebble's outputs and errors as JSON")
     if pointers.web_url:
         lines.append(f"  the web view: {escape(pointers.web_url)}   [dim]# until Ctrl-C[/]")
-    else:
+    elif pointers.served:
         lines.append("  --stay keeps the web view open after the run")
     return lines
 
