@@ -1,12 +1,16 @@
-"""The built-in modules in modules/: declarations, and what each one does."""
+"""The built-in modules in cryoflow/builtin_modules/: declarations, and what each one does."""
 
 from __future__ import annotations
 
 import ast
 import errno
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 import tarfile
+import tempfile
 import threading
 import time
 import zipfile
@@ -137,16 +141,52 @@ def test_move_copies_and_deletes_across_filesystems(
     assert [p.name for p in (tmp_path / "other").iterdir()] == ["tree"]
 
 
-def test_unzip_unpacks_beside_the_archive_or_into_dst(tmp_path: Path) -> None:
+def test_unzip_never_unpacks_beside_the_archive_and_dst_or_destdir_are_used_as_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "f.txt").write_text("f")
     with tarfile.open(tmp_path / "pack.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "f.txt", "f.txt")
-    out = call("unzip", {"src": str(tmp_path / "pack.tar.gz")})
-    files, folder = [str(tmp_path / "pack" / "f.txt")], str(tmp_path / "pack")
-    assert out == {"files": files, "dst": folder, "fileList": files, "destDir": folder,
-                   "error": ""}
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    tempfile.tempdir = None  # read TMPDIR again
+    try:
+        out = call("unzip", {"src": str(tmp_path / "pack.tar.gz")})
+    finally:
+        tempfile.tempdir = None
+    folder = Path(out["destDir"])
+    assert folder.parent == tmp_path / "tmp" and folder.name.startswith("unzip-")
+    assert out == {"files": [str(folder / "f.txt")], "dst": str(folder),
+                   "fileList": [str(folder / "f.txt")], "destDir": str(folder), "error": ""}
+    assert not (tmp_path / "pack").exists()
     out = call("unzip", {"src": [str(tmp_path / "pack.tar.gz")], "dst": str(tmp_path / "to")})
     assert (out["files"], out["dst"]) == ([str(tmp_path / "to" / "f.txt")], [str(tmp_path / "to")])
+    out = call("unzip", {"src": str(tmp_path / "pack.tar.gz"), "destDir": str(tmp_path / "d")})
+    assert out["destDir"] == str(tmp_path / "d") and (tmp_path / "d" / "f.txt").exists()
+
+
+def test_unzip_in_a_graph_unpacks_into_the_pebbles_work_folder_removed_with_the_pebble(
+        tmp_path: Path) -> None:
+    inbox, scratch = tmp_path / "inbox", tmp_path / "scratch"
+    inbox.mkdir(), scratch.mkdir()
+    with zipfile.ZipFile(inbox / "scene.zip", "w") as zf:
+        zf.writestr("band1.txt", "1")
+    graph = {"workflow": {"name": "unpack", "nodes": [
+        {"name": "Start", "module": "cmdline"},
+        {"name": "Unpack", "module": "unzip", "downstreamOf": ["Start"],
+         "args": {"src": str(inbox / "scene.zip")}},
+        {"name": "Read", "module": "bash", "downstreamOf": ["Unpack"],
+         "args": {"script": "cat band1.txt", "cwd": {"output": "parent.destDir"}}}]}}
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYOFLOW_")}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ccworkflow"), "g.json", "--no-http",
+         "--report", "out.json"], cwd=tmp_path, capture_output=True, text=True, timeout=90,
+        env={**env, "TMPDIR": str(scratch)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in inbox.iterdir()) == ["scene.zip"]  # nothing beside it
+    report = (tmp_path / "out.json").read_text()
+    assert "cryoflow-unpack-1-Unpack" in report and str(scratch) in report
+    assert not list(scratch.glob("cryoflow-unpack-1-*"))  # removed with the pebble
 
 
 def test_unzip_refuses_an_unsafe_archive(tmp_path: Path) -> None:

@@ -1,9 +1,13 @@
 """Unpacks zip and tar archives safely (see cryoflow.staging.extract).
 
-CryoCloud's contract holds: ``src`` (one archive or a list), ``dst`` or a fresh folder
-under ``tempDir``, ``keep`` (keep a partly unpacked folder after a failure), and the
-outputs ``destDir``, ``fileList`` and ``error``. ``dst`` and ``files`` give the same
-values under cryoflow's earlier names.
+CryoCloud's contract holds: ``src`` (one archive or a list), ``dst`` (or ``destDir``)
+or a fresh folder under ``tempDir``, ``keep`` (keep a partly unpacked folder after a
+failure), and the outputs ``destDir``, ``fileList`` and ``error``. ``dst`` and ``files``
+give the same values under cryoflow's earlier names.
+
+Unlike CryoCloud, a node that gives none of ``dst``, ``destDir`` and ``tempDir`` does
+not unpack beside the archive (inside a watched folder that would start new pebbles):
+``workfolder`` makes its ``tempDir`` the pebble's own tempdir, removed with the pebble.
 """
 
 import shutil
@@ -11,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from cryoflow.staging.extract import extract_archive
-from cryoflow.workers.args import local_path, truthy, unpack_folder
+from cryoflow.workers.args import local_path, truthy
 
 ccmodule = {
     "description": "Unpack zip, tar, tar.gz/tgz, tar.bz2 and tar.xz archives, refusing unsafe ones",
@@ -19,9 +23,10 @@ ccmodule = {
     "provides": [],
     "inputs": {
         "src": "The archive (a path or file:// URL), or a list of archives",
-        "dst": "Folder to unpack into (default: a new folder under tempDir, else beside "
-               "the archive, named after it)",
-        "tempDir": "Folder in which to create a new unpack folder when dst is not given",
+        "dst": "Folder to unpack into (default: a new folder under tempDir)",
+        "destDir": "The same as dst (CryoCloud's name)",
+        "tempDir": "Folder in which to create a new unpack folder when dst is not given "
+                   "(default: the pebble's work folder, removed with the pebble)",
         "keep": "Keep what was unpacked when an archive fails (default false)",
         "max_members": "Most members an archive may have (default 100000)",
         "max_bytes": "Most bytes an archive may unpack to (default 50 GiB)",
@@ -34,6 +39,7 @@ ccmodule = {
         "files": "The same as fileList",
         "dst": "The same as destDir",
     },
+    "workfolder": ["tempDir", "dst", "destDir"],
     "defaults": {
         "priority": 10,
         "runOn": "success",
@@ -63,7 +69,7 @@ def process_task(worker, task, cancel_event=None):
         if cancel_event is not None and cancel_event.is_set():
             break
         archive = Path(local_path(str(source)))
-        target = _target(args, archive, made)
+        target = _target(args, made)
         try:
             files.extend(str(entry) for entry in extract_archive(archive, target, **limits))
         except BaseException:
@@ -77,19 +83,17 @@ def process_task(worker, task, cancel_event=None):
     return 100, {"destDir": dest, "fileList": files, "error": "", "dst": dest, "files": files}
 
 
-def _target(args, archive, made):
-    """Where ``archive`` unpacks: dst, a new folder under tempDir, or beside it."""
-    if args.get("dst"):
-        return Path(local_path(str(args["dst"])))
-    if args.get("tempDir"):
-        if made:  # one new folder for all the archives of the job, as CryoCloud made
-            return made[0]
-        parent = Path(local_path(str(args["tempDir"])))
+def _target(args, made):
+    """Where ``archive`` unpacks: dst (or destDir), else a new folder under tempDir (a
+    graph gives the pebble's work folder; called without one, the system's)."""
+    dst = args.get("dst") or args.get("destDir")
+    if dst:
+        return Path(local_path(str(dst)))
+    if made:  # one new folder for all the archives of the job, as CryoCloud made
+        return made[0]
+    parent = Path(local_path(str(args["tempDir"]))) if args.get("tempDir") else None
+    if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="unzip-", dir=parent))
-        made.append(folder)
-        return folder
-    folder = unpack_folder(archive)
-    if not folder.exists():
-        made.append(folder)
+    folder = Path(tempfile.mkdtemp(prefix="unzip-", dir=parent))
+    made.append(folder)
     return folder

@@ -31,6 +31,7 @@ from cryoflow.graph.nodes import (
     declares_outputs,
     flatten_nodes,
     merged_keys,
+    with_work_folder,
 )
 from cryoflow.graph.options import build_option, canonical, option_problems
 from cryoflow.graph.reading import plain_data, read_graph_file
@@ -293,7 +294,7 @@ def _build_nodes(
     failed: set[str] = set()
     for raw in raws:
         info = _find_module(raw, finder, problems, failed)
-        keys = merged_keys(raw.raw, defaults.of(info))
+        keys = with_work_folder(merged_keys(raw.raw, defaults.of(info)), info, raw.name)
         nodes.append(build_node(raw, keys, info, ctx))
         if info is not None:
             infos[raw.name] = info

@@ -69,6 +69,13 @@ class ModuleInfo:
         return _mapping_or_none(self.ccmodule.get("defaults")) or {}
 
     @property
+    def work_folder_args(self) -> tuple[str, ...]:
+        """``ccmodule["workfolder"]``: args naming where the module writes. When a node
+        gives none of them, the first becomes the pebble's own tempdir (see
+        :func:`cryoflow.graph.nodes.with_work_folder`)."""
+        return _strings(self.ccmodule.get("workfolder"))
+
+    @property
     def provides(self) -> tuple[str, ...]:
         return _strings(self.ccmodule.get("provides"))
 

@@ -205,6 +205,16 @@ def merged_keys(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def with_work_folder(keys: dict[str, Any], info: ModuleInfo | None, node: str) -> dict[str, Any]:
+    """``keys`` where a module that declares ``workfolder`` args gets, when the node sets
+    none of them, the first as this node's tempdir in the pebble (removed with it)."""
+    names = info.work_folder_args if info is not None else ()
+    args = keys.get("args") or {}
+    if not names or not isinstance(args, Mapping) or any(n in args for n in names):
+        return keys
+    return {**keys, "args": {**args, names[0]: {"type": "tempdir", "id": node}}}
+
+
 def build_node(
     node: RawNode, keys: Mapping[str, Any], info: ModuleInfo | None, ctx: BuildContext
 ) -> Node:

@@ -8,8 +8,9 @@
   ``<base>`` is ``spec["base"]``, else the argument's resolved value, else the worker's
   temp folder; every argument with the same id in a pebble gets the same folder.
 - ``{"type": "file", "unzip": bool}``: local paths and ``file://`` URLs are used in
-  place; with ``unzip`` the archive is extracted next to itself (``x.tar.gz`` into
-  ``x/``) and the value becomes the list of top-level entries. URLs (``s3://``,
+  place; with ``unzip`` the archive is extracted into the job's work folder
+  (``x.tar.gz`` into ``<work>/x/``, never beside the archive) and the value becomes the
+  list of top-level entries. URLs (``s3://``,
   ``ssh://``, ``http(s)://``) and paths produced on another ``host`` are fetched by
   the staging layer into the pebble's ``inputs`` folder (:mod:`cryoflow.staging`).
 
@@ -177,11 +178,6 @@ def unpack_folder(archive: Path) -> Path:
     suffix = next((s for s in TAR_SUFFIXES + ZIP_SUFFIXES if lower.endswith(s)), None)
     folder = archive.name[: -len(suffix)] if suffix else f"{archive.name}.unpacked"
     return archive.with_name(folder or "unpacked")
-
-
-def unpack_next_to(archive: Path) -> list[Path]:
-    """Extract ``archive`` into :func:`unpack_folder`; return the top-level entries."""
-    return extract_archive(archive, unpack_folder(archive))
 
 
 def _without_credentials(url: str) -> str:
