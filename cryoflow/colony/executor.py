@@ -111,22 +111,33 @@ class ExecutorClient:
         return self.id
 
     def _post(self, path: str, body: Mapping[str, Any], wait_s: float = 0.0) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                         headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=wait_s + SLACK_S) as response:
-                return dict(json.load(response))
-        except urllib.error.HTTPError as exc:
-            raise ExecutorError(f"{path}: {exc.code} {_error_text(exc)}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise ExecutorError(f"cannot reach {self.url}: {exc}") from exc
+        return call_head(self.url, "POST", path, body, token=self.token, wait_s=wait_s)
+
+
+def call_head(url: str, method: str, path: str, body: Any = None, *,
+              token: str | None = None, wait_s: float = 0.0) -> dict[str, Any]:
+    """One JSON request to the REST API of the head at ``url`` (ending in ``/``); a
+    refusal or an unreachable head raises :class:`ExecutorError` saying which."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=wait_s + SLACK_S) as response:
+            return dict(json.load(response))
+    except urllib.error.HTTPError as exc:
+        raise ExecutorError(f"{method} {path}: {exc.code} {_error_text(exc)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ExecutorError(f"cannot reach {url}: {exc}") from None
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:
+    """The head's ``error`` (and ``problems``) from a refusal's JSON body."""
     try:
-        return str(json.loads(exc.read()).get("error"))
-    except (ValueError, AttributeError, OSError):
-        return exc.reason
+        answer = json.loads(exc.read())
+    except (ValueError, OSError):
+        return str(exc.reason)
+    if not isinstance(answer, dict):
+        return str(exc.reason)
+    return "; ".join([str(answer.get("error")), *answer.get("problems", [])])

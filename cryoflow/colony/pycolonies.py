@@ -33,23 +33,20 @@ handed to an executor carries the id the head gave it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryoflow.colony.executor import ExecutorError, call_head
 from cryoflow.errors import CryoflowError
 
 URL_ENV = "CRYOFLOW_URL"
 TOKEN_ENV = "CRYOFLOW_API_TOKEN"
-SLACK_S = 10.0
 POLL_S = 0.1
 ENDED = ("successful", "failed", "cancelled")
 
@@ -353,19 +350,10 @@ class Colonies:
 
     def _call(self, method: str, path: str, body: Any = None,
               wait_s: float = 0.0) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, headers=headers,
-                                         method=method)
         try:
-            with urllib.request.urlopen(request, timeout=wait_s + SLACK_S) as response:
-                return dict(json.load(response))
-        except urllib.error.HTTPError as exc:
-            raise ColoniesError(f"{method} {path}: {exc.code} {_error_text(exc)}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise ColoniesError(f"cannot reach {self.url}: {exc}") from None
+            return call_head(self.url, method, path, body, token=self.token, wait_s=wait_s)
+        except ExecutorError as exc:
+            raise ColoniesError(str(exc)) from None
 
 
 def colonies_client() -> tuple[Colonies, str, str, str, str]:
@@ -387,11 +375,3 @@ def colonies_client() -> tuple[Colonies, str, str, str, str]:
 
 def _quote(text: str) -> str:
     return urllib.parse.quote(text, safe="")
-
-
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    try:
-        answer = json.loads(exc.read())
-    except (ValueError, OSError):
-        return str(exc.reason)
-    return "; ".join([str(answer.get("error")), *answer.get("problems", [])])
