@@ -25,3 +25,11 @@ def test_the_graph_benchmark_loads_both_graphs() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2000 nodes" in done.stdout and "20 nodes" in done.stdout
+
+
+@pytest.mark.timeout(240)
+def test_the_store_stream_under_retention_stays_under_its_size_limit_in_quick_mode() -> None:
+    done = subprocess.run([sys.executable, str(BENCH / "store_bench.py"), "--quick"],
+                          capture_output=True, text=True, timeout=230)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "20,000 pebbles" in done.stdout and "under the 64 MB limit" in done.stdout
