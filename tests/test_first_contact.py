@@ -148,6 +148,8 @@ def test_a_run_without_http_prints_the_summary_with_the_node_outcomes(tmp_path: 
     assert table["node"] == ["success"] and table["Measure"] == ["5"]
     assert "--stay" not in done.stdout  # no web view to keep without HTTP
     assert "web view and API at" not in done.stderr
+    log = cc("cclog", "--state", ".cryoflow/demo", cwd=tmp_path)  # its modules log nothing
+    assert (log.returncode, log.stdout) == (0, "") and "no log lines yet" in log.stderr
 
 
 def test_a_second_run_counts_only_its_own_pebbles(tmp_path: Path) -> None:

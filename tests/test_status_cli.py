@@ -181,6 +181,15 @@ def test_cclog_refuses_a_bad_pattern_and_a_bad_time(
     assert code == 2 and "is not a time" in err
 
 
+def test_cclog_says_on_stderr_when_no_line_was_printed(
+        finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(cclog.main, ["--state", str(finished), "--node", "nowhere"],
+                              capsys)
+    assert (code, out) == (0, "") and "no log lines match --node" in err
+    code, out, err = run_main(cclog.main, ["--state", str(finished)], capsys)
+    assert out and err == ""
+
+
 def test_since_reads_seconds_iso_times_and_ages() -> None:
     assert cclog.parse_since("1000.5", now=5000) == 1000.5
     assert cclog.parse_since("10m", now=5000) == 4400

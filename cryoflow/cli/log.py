@@ -113,10 +113,14 @@ def _main(argv: Sequence[str] | None) -> int:
         source = source_from_args(args)
     except SourceError as exc:
         return fail(exc)
+    shown = 0
     try:
         for line in read_lines(source, args, since):
             if keep(line):
                 print(json.dumps(line) if args.json else format_line(line), flush=args.follow)
+                shown += 1
+        if not shown:
+            print(f"cclog: {_nothing(args)}", file=sys.stderr)
     except SourceError as exc:
         return fail(exc)
     except KeyboardInterrupt:
@@ -124,6 +128,15 @@ def _main(argv: Sequence[str] | None) -> int:
     finally:
         source.close()
     return EXIT_OK
+
+
+def _nothing(args: argparse.Namespace) -> str:
+    """What to say when no line was printed (on stderr, so a pipe reads nothing)."""
+    filters = [flag for flag in ("pebble", "node", "level", "grep", "since")
+               if getattr(args, flag) is not None]
+    if filters:
+        return "no log lines match " + ", ".join(f"--{flag}" for flag in filters)
+    return "no log lines yet (jobs log what their modules write with worker.log)"
 
 
 def fail(exc: Exception) -> int:
