@@ -2,9 +2,11 @@
 
 Contract: a :class:`Batch` only exists inside :meth:`Store.batch
 <cryoflow.store.sqlite.Store.batch>`, which commits or rolls back all of its writes
-together. Each engine action kind is written with one ``executemany``; event rows are
-buffered and written in call order just before the commit. No method reads a row back
-in the hot path (job queued, node changed, job started or finished).
+together. Each engine action kind is written with one ``executemany``; events are
+buffered and written in call order just before the commit, packed into one journal row
+(:mod:`cryoflow.store.journal`). Job results are held until the node changes they cause
+arrive, so that what both would hold is stored once. No method reads a row back in the
+hot path (job queued, dispatched, node changed, job started or finished).
 """
 
 from __future__ import annotations
@@ -86,11 +88,11 @@ class Batch:
     """The writes of one transaction; get one from :meth:`Store.batch`, use it only
     inside that ``with`` block.
 
-    Each pebble, job and node write also appends a compact row to ``events`` (the web
-    view's resume cursor): pebble_added, job_queued, node_changed, job_cancelled,
-    pebble_done, job_started, job_finished, job_lost, plus :meth:`add_event`. Status
-    values and log lines add none. Event rows are written just before the commit, in
-    call order.
+    Each pebble, job and node write also adds an event to the log (the web view's
+    resume cursor): pebble_added, job_queued, node_changed, job_cancelled, pebble_done,
+    job_started, job_finished, job_lost, plus :meth:`add_event`; a job's dispatch,
+    status values and log lines add none. Events are written just before the commit,
+    in call order (a job's start, result and the node change it causes side by side).
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
