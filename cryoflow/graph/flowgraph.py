@@ -1,8 +1,8 @@
 """Flow strings (``"a; b || c"``) and the Python callables they name → a :class:`Graph`.
 
 Every name becomes a node running the built-in ``python`` module
-(``modules/python.py``), with ``extra["callable"]`` naming the function: its dotted
-import name when it has one, else the name it was registered under. Its literal
+(``cryoflow/builtin_modules/python.py``), with ``extra["callable"]`` naming the
+function: its dotted import name when it has one, else the name it was registered under. Its literal
 arguments tell the module what to call and pass it the parents' results
 (:func:`python_args`); a node runs only when all its parents succeeded. The parsed
 grouping is kept in
