@@ -164,8 +164,9 @@ def test_unzip_never_unpacks_beside_the_archive_and_dst_or_destdir_are_used_as_g
     assert out["destDir"] == str(tmp_path / "d") and (tmp_path / "d" / "f.txt").exists()
 
 
-def test_unzip_in_a_graph_unpacks_into_the_pebbles_work_folder_removed_with_the_pebble(
-        tmp_path: Path) -> None:
+def _unpack_in_a_graph(tmp_path: Path, **more: Any) -> tuple[Path, Path, dict[str, Any]]:
+    """Run Start -> Unpack (unzip, no folder given) -> Read; return inbox, TMPDIR and
+    Unpack's output."""
     inbox, scratch = tmp_path / "inbox", tmp_path / "scratch"
     inbox.mkdir(), scratch.mkdir()
     with zipfile.ZipFile(inbox / "scene.zip", "w") as zf:
@@ -173,7 +174,7 @@ def test_unzip_in_a_graph_unpacks_into_the_pebbles_work_folder_removed_with_the_
     graph = {"workflow": {"name": "unpack", "nodes": [
         {"name": "Start", "module": "cmdline"},
         {"name": "Unpack", "module": "unzip", "downstreamOf": ["Start"],
-         "args": {"src": str(inbox / "scene.zip")}},
+         "args": {"src": str(inbox / "scene.zip"), **more}},
         {"name": "Read", "module": "bash", "downstreamOf": ["Unpack"],
          "args": {"script": "cat band1.txt", "cwd": {"output": "parent.destDir"}}}]}}
     (tmp_path / "g.json").write_text(json.dumps(graph))
@@ -184,9 +185,21 @@ def test_unzip_in_a_graph_unpacks_into_the_pebbles_work_folder_removed_with_the_
         env={**env, "TMPDIR": str(scratch)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(p.name for p in inbox.iterdir()) == ["scene.zip"]  # nothing beside it
-    report = (tmp_path / "out.json").read_text()
-    assert "cryoflow-unpack-1-Unpack" in report and str(scratch) in report
-    assert not list(scratch.glob("cryoflow-unpack-1-*"))  # removed with the pebble
+    report = json.loads((tmp_path / "out.json").read_text())
+    return inbox, scratch, report["pebbles"][0]["nodes"]["Unpack"]["output"]
+
+
+def test_unzip_in_a_graph_unpacks_into_the_pebbles_work_folder_removed_with_the_pebble(
+        tmp_path: Path) -> None:
+    _, scratch, output = _unpack_in_a_graph(tmp_path)
+    assert Path(output["destDir"]).parent == scratch / "cryoflow-unpack-1-Unpack"
+    assert not list(scratch.iterdir())  # removed with the pebble
+
+
+def test_unzip_in_a_graph_with_keep_leaves_its_folder_after_the_pebble(tmp_path: Path) -> None:
+    _, scratch, output = _unpack_in_a_graph(tmp_path, keep=True)
+    folder = Path(output["destDir"])
+    assert folder.parent == scratch and (folder / "band1.txt").read_text() == "1"
 
 
 def test_unzip_refuses_an_unsafe_archive(tmp_path: Path) -> None:

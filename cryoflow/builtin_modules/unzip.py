@@ -7,7 +7,8 @@ give the same values under cryoflow's earlier names.
 
 Unlike CryoCloud, a node that gives none of ``dst``, ``destDir`` and ``tempDir`` does
 not unpack beside the archive (inside a watched folder that would start new pebbles):
-``workfolder`` makes its ``tempDir`` the pebble's own tempdir, removed with the pebble.
+``workfolder`` makes its ``tempDir`` the pebble's own tempdir, removed with the pebble
+unless the node sets ``keep`` (then a new folder in the system's temporary folder).
 """
 
 import shutil
@@ -27,7 +28,8 @@ ccmodule = {
         "destDir": "The same as dst (CryoCloud's name)",
         "tempDir": "Folder in which to create a new unpack folder when dst is not given "
                    "(default: the pebble's work folder, removed with the pebble)",
-        "keep": "Keep what was unpacked when an archive fails (default false)",
+        "keep": "Keep what was unpacked when an archive fails, and after the pebble when "
+                "no folder is given (default false)",
         "max_members": "Most members an archive may have (default 100000)",
         "max_bytes": "Most bytes an archive may unpack to (default 50 GiB)",
         "max_ratio": "Highest compression ratio accepted (default 200)",
@@ -39,7 +41,7 @@ ccmodule = {
         "files": "The same as fileList",
         "dst": "The same as destDir",
     },
-    "workfolder": ["tempDir", "dst", "destDir"],
+    "workfolder": ["tempDir", "dst", "destDir", "keep"],
     "defaults": {
         "priority": 10,
         "runOn": "success",

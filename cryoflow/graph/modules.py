@@ -70,9 +70,9 @@ class ModuleInfo:
 
     @property
     def work_folder_args(self) -> tuple[str, ...]:
-        """``ccmodule["workfolder"]``: args naming where the module writes. When a node
-        gives none of them, the first becomes the pebble's own tempdir (see
-        :func:`cryoflow.graph.nodes.with_work_folder`)."""
+        """``ccmodule["workfolder"]``: args naming where the module writes (or that it
+        keeps what it writes). When a node sets none of them, the first becomes the
+        pebble's own tempdir (see :func:`cryoflow.graph.nodes.with_work_folder`)."""
         return _strings(self.ccmodule.get("workfolder"))
 
     @property

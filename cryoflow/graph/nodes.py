@@ -210,9 +210,15 @@ def with_work_folder(keys: dict[str, Any], info: ModuleInfo | None, node: str) -
     none of them, the first as this node's tempdir in the pebble (removed with it)."""
     names = info.work_folder_args if info is not None else ()
     args = keys.get("args") or {}
-    if not names or not isinstance(args, Mapping) or any(n in args for n in names):
+    if not names or not isinstance(args, Mapping) or any(_given(args.get(n)) for n in names):
         return keys
     return {**keys, "args": {**args, names[0]: {"type": "tempdir", "id": node}}}
+
+
+def _given(value: Any) -> bool:
+    """An arg is set unless it is missing, empty or literally false."""
+    return value not in (None, "", False) and not (
+        isinstance(value, str) and value.strip().lower() == "false")
 
 
 def build_node(
