@@ -8,8 +8,8 @@ imports; only a module whose ``ccmodule`` is computed is imported (once per proc
 
 Search order (SEMANTICS section 8): the folders given to :class:`ModuleFinder` in
 order (the loader passes the graph file's folder, its ``modules/`` subfolder, the
-``--modules`` paths and ``CRYOFLOW_MODULES``), then the built-in ``modules/`` folder of
-this repository, then a dotted import name.
+``--modules`` paths and ``CRYOFLOW_MODULES``), then the package's built-in modules
+(``cryoflow/builtin_modules/``), then a dotted import name.
 """
 
 from __future__ import annotations
