@@ -200,7 +200,10 @@ class NullIntake:
 
     def __init__(self) -> None:
         self.node = Node(name="In", module="netwatcher", is_input=True)
-        self.head = SimpleNamespace(accepting=True, status={}, engine=SimpleNamespace(active=0))
+        self.head = SimpleNamespace(  # the HeadPort a watcher asks
+            accepting=True, unfinished=0, node_order=("In",),
+            status_value=lambda channel, param: None, has_seen=lambda key: False,
+            pebble=lambda pebble_id: None, failpoint=lambda name: None, release=lambda: None)
         self._ids = itertools.count(1)
 
     def submit(self, item: Any, *, idem_key: str | None = None,
