@@ -47,6 +47,22 @@ def test_the_workflow_view_has_layered_nodes_edges_counts_and_a_cursor(tmp_path:
     assert view["cursor"]["seq"] > 0 and view["cursor"]["log_id"] > 0
 
 
+def test_workflow_counts_each_split_branch_once_and_a_merge_once_per_join(
+        tmp_path: Path) -> None:
+    g = graph(node("In"), node("S", ("In",), split_on="xs", args={"xs": [1, 2, 3]}),
+              node("Each", ("S",)), node("M", ("Each",), merge=True), node("After", ("M",)))
+
+    async def go() -> dict[str, Any]:
+        async with served(tmp_path, g) as s:
+            await s.offer(x=1)
+            await s.idle()
+            return (await s.get("/api/v1/workflow"))[1]
+
+    counts = {n["name"]: n["counts"] for n in run(go())["nodes"]}
+    assert counts == {"In": {"success": 1}, "S": {"success": 3}, "Each": {"success": 3},
+                      "M": {"success": 1}, "After": {"success": 1}}
+
+
 def test_definition_and_active_views_use_the_cloudmesh_shapes(tmp_path: Path) -> None:
     async def go() -> tuple[Any, Any, Any]:
         async with served(tmp_path) as s:

@@ -408,6 +408,7 @@ def test_the_live_view_shows_each_node_and_the_running_jobs_and_is_drawn_for_the
     from cryoflow.cli.display import live_view
     from cryoflow.cli.tally import RunTally
     from cryoflow.graph import load_graph
+    from cryoflow.store.runs import NodeShapes
 
     hold = tmp_path / "hold"
     graph = load_graph(scenes_graph(tmp_path, hold=str(hold), quick=SCENES[:4]),
@@ -416,7 +417,7 @@ def test_the_live_view_shows_each_node_and_the_running_jobs_and_is_drawn_for_the
     context = served(tmp_path / "state", graph)
     server = thread.run(context.__aenter__())
     try:
-        tally = RunTally(merge_nodes=frozenset({"Report"}))
+        tally = RunTally(shapes=NodeShapes.of(graph))
         server.head.listeners.append(tally)
         thread.run(server.offer())
         deadline = time.monotonic() + 20

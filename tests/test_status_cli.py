@@ -137,6 +137,59 @@ def test_without_flags_the_only_state_folder_under_dot_cryoflow_is_read(
     assert code == 0 and out.startswith("workflow t:")
 
 
+SPLIT_WITH_A_FAILING_BRANCH = {"workflow": {"name": "split", "nodes": [
+    {"name": "Start", "module": "cmdline"},
+    {"name": "Work", "module": "bash", "downstreamOf": ["Start"], "splitOn": "script",
+     "args": {"script": ["exit 0", "exit 3", "exit 0"]}},
+    {"name": "Join", "module": "noop", "downstreamOf": ["Work"], "merge": True}]}}
+
+
+def _summary_rows(stdout: str) -> list[tuple[str, dict[str, int]]]:
+    """The node table of ccworkflow's end-of-run summary: ``[(node, {outcome: n})]``.
+
+    Its counts are right-aligned under their outcome, and a zero is left blank.
+    """
+    lines = stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.split()[:1] == ["node"])
+    header = lines[first]
+    ends = {col: header.index(col) + len(col) for col in header.split()[1:]}
+    rows = []
+    for line in lines[first + 1:]:
+        if not line.strip():
+            break
+        cells = {col: int(line[:end].split()[-1]) for col, end in ends.items()
+                 if len(line) >= end and line[end - 1] != " "}
+        rows.append((line.split()[0], cells))
+    return rows
+
+
+@pytest.mark.parametrize("workflow", ["demo", "split"])
+def test_ccstatus_counts_each_node_as_the_end_of_run_summary_does_in_graph_order(
+        workflow: str, tmp_path: Path) -> None:
+    if workflow == "demo":
+        graph = ROOT / "workflows" / "demo.json"
+    else:
+        graph = tmp_path / "split.json"
+        graph.write_text(json.dumps(SPLIT_WITH_A_FAILING_BRANCH))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYOFLOW_")}
+    env["COLUMNS"] = "120"
+    bin_dir = Path(sys.executable).parent
+    run = subprocess.run([str(bin_dir / "ccworkflow"), str(graph), "--no-http"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=90, env=env)
+    assert run.returncode == (0 if workflow == "demo" else 1), run.stderr
+    shown = subprocess.run([str(bin_dir / "ccstatus"), "--state", f".cryoflow/{workflow}",
+                            "--json"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60, env=env)
+    nodes = json.loads(shown.stdout)["nodes"]
+    assert [(n["name"], n["counts"]) for n in nodes] == _summary_rows(run.stdout)
+    expected = {"demo": [("Start", {"success": 1}), ("Spread", {"success": 5}),
+                         ("Measure", {"success": 5}), ("Gather", {"success": 1}),
+                         ("Report", {"success": 1})],
+                "split": [("Start", {"success": 1}), ("Work", {"success": 2, "error": 1}),
+                          ("Join", {"error": 1})]}[workflow]
+    assert _summary_rows(run.stdout) == expected
+
+
 # ------------------------------------------------------------------ cclog
 
 

@@ -67,13 +67,13 @@ class StateSource:
 
     def summary(self) -> dict[str, Any]:
         reader = self.reader
-        counts = reader.node_counts()
+        counts = reader.node_runs()
         running = reader.jobs(state="running", limit=RUNNING_PAGE)
         status = reader.status_values()
         return {
             "workflow": self.name,
             "pebbles": reader.pebble_counts(),
-            "nodes": [{"name": name, "counts": row} for name, row in sorted(counts.items())],
+            "nodes": [{"name": name, "counts": row} for name, row in counts.items()],
             "running": [_running(job, status.get(base_name(job["node"]), {})
                                  .get("progress")) for job in running],
             "classes": [],

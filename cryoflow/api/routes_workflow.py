@@ -7,6 +7,7 @@ from aiohttp import web
 from cryoflow.api import views
 from cryoflow.api.context import ctx
 from cryoflow.api.params import bad_request, integer, json_body, not_found
+from cryoflow.store.runs import NodeShapes
 
 routes = web.RouteTableDef()
 
@@ -15,7 +16,8 @@ routes = web.RouteTableDef()
 async def get_workflow(request: web.Request) -> web.Response:
     c = ctx(request)
     store = c.head.store
-    view = views.workflow_view(c.head.graph, counts=store.node_counts(), options=c.head.options,
+    runs = store.node_runs(NodeShapes.of(c.head.graph))
+    view = views.workflow_view(c.head.graph, counts=runs, options=c.head.options,
                                last_outputs=c.outputs.outputs, pebbles=store.pebble_counts(),
                                held=c.head.held)
     view["paused"] = c.head.paused
@@ -36,7 +38,8 @@ async def get_active(request: web.Request) -> web.Response:
     graph, store = c.head.graph, c.head.store
     pebble_id = integer(request, "pebble", low=1)
     if pebble_id is None:
-        items = views.active_view(graph, store.node_counts(), c.outputs.outputs)
+        items = views.active_view(graph, store.node_runs(NodeShapes.of(graph)),
+                                  c.outputs.outputs)
     else:
         pebble = store.pebble(pebble_id)
         if pebble is None:

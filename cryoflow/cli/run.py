@@ -36,6 +36,7 @@ from cryoflow.failpoints import Failpoints
 from cryoflow.graph.model import ENTRY, Graph
 from cryoflow.head import Head, missing_classes
 from cryoflow.store import Store
+from cryoflow.store.runs import NodeShapes
 
 log = logging.getLogger("cryoflow")
 
@@ -84,7 +85,7 @@ async def _run_head(head: Head, options: dict[str, Any], settings: RunSettings,
                     routes: RouteTable) -> int:
     graph, store = head.graph, head.store
     run = _Run(head, InputRunner(head, graph, options, settings.config), settings, routes)
-    tally = RunTally(merge_nodes=frozenset(n.name for n in graph if n.merge))
+    tally = RunTally(shapes=NodeShapes.of(graph))
     head.listeners.append(tally)
     live = settings.live if settings.live is not None else sys.stdout.isatty()
     console = _live_console() if live else None

@@ -19,6 +19,7 @@ from cryoflow.engine.records import (
     PebbleOutcome,
     job_id,
 )
+from cryoflow.store.runs import NodeShapes, branch_depth
 
 FAILED_OUTCOMES = ("error", "timeout", "cancel")
 KEPT_FAILURES = 20
@@ -65,8 +66,8 @@ class RunTally:
     changes: int = 0
     """Bumped on every counted change, so a periodic line can tell nothing happened."""
 
-    merge_nodes: frozenset[str] = frozenset()
-    """Nodes that join split branches: their one run is the row that sums the branches."""
+    shapes: NodeShapes = field(default_factory=NodeShapes)
+    """The graph's merge nodes, for what counts as a run (:mod:`cryoflow.store.runs`)."""
 
     def __call__(self, action: Action) -> None:
         """The head's listener: every committed action."""
@@ -79,11 +80,9 @@ class RunTally:
             self.changes += 1
 
     def _is_run(self, action: NodeChanged) -> bool:
-        """Whether the row is one run of the node, not the sum of a split's branches."""
-        sums_branches = action.state.branches > 0
-        if action.node in self.merge_nodes:
-            return sums_branches or not action.branch
-        return not sums_branches
+        """Whether the row is one run of the node, as ``ccstatus`` and the API count it."""
+        return self.shapes.counts_done(action.node, branch_depth(action.branch),
+                                       action.state.branches > 0)
 
     def _node_done(self, action: NodeChanged) -> None:
         state = action.state

@@ -34,6 +34,7 @@ from cryoflow.graph.grow import child_node, grow_graph, job_node
 from cryoflow.graph.model import Graph, WorkerClass
 from cryoflow.head import Head
 from cryoflow.store import Store
+from cryoflow.store.runs import NodeShapes
 from cryoflow.workers import registry
 from cryoflow.workers.base import Executor, JobSink
 from cryoflow.workers.onhead import with_on_head
@@ -209,6 +210,7 @@ def open_head(graph: Graph, state_dir: str | Path, executor: Executor, *,
     """
     store = Store.open(Path(state_dir), workflow=graph.name, fresh=fresh)
     try:
+        store.record_shapes(NodeShapes.of(graph))
         return Head(graph, store=store, executor=executor, **head_options)
     except BaseException:
         store.close()

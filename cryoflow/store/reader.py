@@ -19,6 +19,8 @@ from typing import Any
 from cryoflow.store import codec, journal
 from cryoflow.store.guard import translated
 from cryoflow.store.retention import PRUNED, pruned_counts
+from cryoflow.store.runs import META_KEY, NodeShapes
+from cryoflow.store.schema import read_meta
 
 _PEBBLE_COLUMNS = (
     "id",
@@ -49,6 +51,12 @@ _NODE_LABELS = (
     "SELECT node, CASE WHEN status = 'done' THEN outcome ELSE status END, count(*)"
     " FROM nodes GROUP BY 1, 2"
 )
+_NODE_ROWS = (
+    "SELECT node, CASE WHEN status = 'done' THEN outcome ELSE status END, status = 'done',"
+    " CASE WHEN branch = '' THEN 0 ELSE length(branch) - length(replace(branch, '.', '')) + 1"
+    " END, branches > 0, count(*) FROM nodes GROUP BY 1, 2, 3, 4, 5"
+)
+"""Node rows by label, finished or not, branch depth and whether they join branches."""
 _RUNNING_PER_NODE = "SELECT node, count(*) FROM jobs WHERE state = 'running' GROUP BY node"
 _PEBBLE_COUNTS = "SELECT state, outcome, count(*) FROM pebbles GROUP BY state, outcome"
 
@@ -179,11 +187,29 @@ class Queries:
         counts: dict[str, dict[str, int]] = {}
         for node, label, n in labels:
             counts.setdefault(node, {})[label] = n
-        for node, n in running:
-            per_node = counts.setdefault(node, {})
-            per_node["running"] = n
-            per_node["queued"] = max(0, per_node.get("queued", 0) - n)
+        _add_running(counts, running)
         return counts
+
+    def node_runs(self, shapes: NodeShapes | None = None) -> dict[str, dict[str, int]]:
+        """Per node in graph order, how many runs are in each state or outcome.
+
+        What counts as a run is :mod:`cryoflow.store.runs`'s rule (what ``ccstatus``, the
+        API and the end-of-run summary show); ``shapes`` are the graph's, by default the
+        ones the head recorded in the store. Labels and ``running`` are as in
+        :meth:`node_counts`.
+        """
+        with self._mutex, translated(self._db), snapshot(self._conn):
+            rows = self._conn.execute(_NODE_ROWS).fetchall()
+            running = self._conn.execute(_RUNNING_PER_NODE).fetchall()
+            if shapes is None:
+                shapes = NodeShapes.loads(read_meta(self._conn, META_KEY))
+        counts: dict[str, dict[str, int]] = {}
+        for node, label, done, depth, joined, n in rows:
+            if not done or shapes.counts_done(node, depth, bool(joined)):
+                per_node = counts.setdefault(node, {})
+                per_node[label] = per_node.get(label, 0) + n
+        _add_running(counts, running)
+        return {name: counts[name] for name in shapes.ordered(counts)}
 
     def pebble_counts(self) -> dict[str, int]:
         """``{"active", "completed", "failed"}`` pebble counts (pruned ones included)."""
@@ -302,6 +328,14 @@ class StoreReader(Queries):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _add_running(counts: dict[str, dict[str, int]], running: Sequence[Any]) -> None:
+    """Count each node's running jobs as ``running``, taken out of ``queued``."""
+    for node, n in running:
+        per_node = counts.setdefault(node, {})
+        per_node["running"] = n
+        per_node["queued"] = max(0, per_node.get("queued", 0) - n)
 
 
 def _pebble_dict(row: Sequence[Any]) -> dict[str, Any]:

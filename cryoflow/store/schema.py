@@ -214,6 +214,11 @@ def read_meta(conn: sqlite3.Connection, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def write_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """Set one value of the ``meta`` table."""
+    conn.execute(_PUT_META, (key, value))
+
+
 def migrate(
     conn: sqlite3.Connection,
     db: Path,

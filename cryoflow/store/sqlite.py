@@ -38,6 +38,7 @@ from cryoflow.store.batch import Batch
 from cryoflow.store.lock import StateLock
 from cryoflow.store.reader import Queries, StoreReader, snapshot
 from cryoflow.store.retention import Retention
+from cryoflow.store.runs import META_KEY, NodeShapes
 
 DB_NAME = guard.DB_NAME
 BUSY_TIMEOUT_S = 5.0
@@ -151,6 +152,11 @@ class Store(Queries):
         """Copy the WAL into the database and truncate it."""
         with guard.translated(self._db):
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def record_shapes(self, shapes: NodeShapes) -> None:
+        """Keep the graph's node order and merge nodes, for readers without the graph."""
+        with self._mutex, guard.translated(self._db):
+            schema.write_meta(self._conn, META_KEY, shapes.dumps())
 
     @staticmethod
     def describe(state_dir: Path) -> dict[str, int]:
