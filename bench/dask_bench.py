@@ -1,4 +1,4 @@
-"""W1 and W2 of BENCHMARKS.md through the Dask executor, beside Dask's own chain.
+"""W1 and W2 (bench/README.md) through the Dask executor, beside Dask's own chain.
 
     .venv/bin/python bench/dask_bench.py            # N = 200 and 2,000; a 1,000-item split
     .venv/bin/python bench/dask_bench.py --quick    # small sizes, to check it still works

@@ -1,4 +1,4 @@
-"""cryoflow's benchmark suite: W1–W4 of BENCHMARKS.md beside the references, one table.
+"""cryoflow's benchmark suite: W1–W4 (bench/README.md) beside the references, one table.
 
     .venv/bin/python bench/run.py            # full sizes
     .venv/bin/python bench/run.py --quick    # small sizes, to check the suite still works

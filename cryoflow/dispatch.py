@@ -1,4 +1,5 @@
-"""Ready-job selection and worker-slot accounting (DESIGN section 3, step 5).
+"""Ready-job selection and worker-slot accounting (step 3, "Dispatch", of the path of a
+pebble in docs/architecture.md).
 
 Among ready jobs of one worker class: highest priority first, then the job of the
 oldest pebble, then FIFO. A node's jobs wait while its ``max_parallel`` is reached or

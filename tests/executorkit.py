@@ -24,7 +24,7 @@ from cryoflow.workers.base import JobResult, Task
 
 MODULES = Path(__file__).parent / "data" / "executor_modules"
 BASE_IMAGE = "local/debian-py:bookworm"
-"""Built by .ci/executors.sh: a debootstrap rootfs with python3 (ENVIRONMENT.md 3)."""
+"""Built by .ci/executors.sh: a debootstrap rootfs with python3."""
 DOCKER_DIR = Path(os.environ.get("CRYOFLOW_DOCKER_DIR", "/tmp/cryoflow-docker"))
 T = TypeVar("T")
 
@@ -128,7 +128,7 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 5.0) -> No
     process.wait()
 
 
-# Dask: a real scheduler and worker processes on loopback (ENVIRONMENT.md section 5)
+# Dask: a real scheduler and worker processes on loopback
 
 
 @dataclass
@@ -269,7 +269,7 @@ def dask_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
         cluster.stop()
 
 
-# Docker: a real dockerd (ENVIRONMENT.md section 3)
+# Docker: a real dockerd
 
 
 @dataclass
@@ -294,7 +294,7 @@ def _docker_reachable(base_url: str) -> bool:
 
 
 def _start_dockerd(base_url: str) -> subprocess.Popen[bytes]:
-    """The recipe of ENVIRONMENT.md section 3: no bridge, no iptables, own folders."""
+    """How dockerd runs here: no bridge, no iptables, own folders."""
     for folder in ("data", "exec"):
         (DOCKER_DIR / folder).mkdir(parents=True, exist_ok=True)
     log = open(DOCKER_DIR / "dockerd.log", "ab")  # noqa: SIM115 - closed by the child

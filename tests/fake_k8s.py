@@ -1,7 +1,7 @@
 """A FAKE Kubernetes API server for the Kubernetes executor tests.
 
 No real Kubernetes API server can be installed on the machines these tests run on
-(ENVIRONMENT.md section 4), so this small ``http.server`` stands in for one. It is
+(they have no container runtime for one), so this small ``http.server`` stands in for one. It is
 not Kubernetes: it implements only the REST paths cryoflow's executor uses, with the
 response shapes of the real API, for the real ``kubernetes`` Python client:
 

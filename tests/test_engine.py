@@ -1,4 +1,4 @@
-"""One test per rule of SEMANTICS sections 3-12, run through the pure engine."""
+"""One test per rule of docs/semantics.md, run through the pure engine."""
 
 from __future__ import annotations
 

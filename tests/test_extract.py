@@ -1,4 +1,4 @@
-"""Safe archive extraction (RELIABILITY SEC-03): benign archives unpack, bad ones fail."""
+"""Safe archive extraction: benign archives unpack, bad ones fail."""
 
 from __future__ import annotations
 

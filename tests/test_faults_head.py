@@ -1,6 +1,6 @@
-"""Fault tests of the head (RELIABILITY.md FI-01, FI-02, FI-12, FI-13, FI-15, FI-16).
+"""Fault tests of the head under load: killed, stopped, restarted.
 
-Each test drives the real ``ccworkflow`` command (or, for FI-12, a driver that builds
+Each test drives the real ``ccworkflow`` command (or a driver that builds
 the head as the runner does) in its own process session, offers load through the
 ``probe_feed`` input, and ends with the ledger checks C1–C10.
 """

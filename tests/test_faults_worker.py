@@ -1,4 +1,4 @@
-"""Fault tests of local workers (RELIABILITY.md FI-03, FI-05, FI-06).
+"""Fault tests of local workers killed, hung or lost.
 
 Each test runs the real ``ccworkflow`` command with probe modules, hurts a worker or
 its job, and checks what the store, the report and the process table show afterwards.

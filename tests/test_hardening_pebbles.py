@@ -98,7 +98,7 @@ KILL_CYCLES = int(os.environ.get("CRYOFLOW_KILL_CYCLES", "10"))
 
 def test_a_kill_loop_leaves_one_pebble_per_input_and_every_execution_recorded(
         tmp_path: Path, procs: Processes, ledger: Ledger) -> None:
-    """RELIABILITY-style loop: kill -9 the head at a random time, run again, repeat;
+    """A kill loop: kill -9 the head at a random time, run again, repeat;
     then let the run finish. One command line, so one pebble, however often it died."""
     graph = _graph(tmp_path, ledger, 8)  # no run finishes before its kill (at most 3 s)
     chance = random.Random(15)

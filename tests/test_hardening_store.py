@@ -4,7 +4,7 @@
   with a sentence that says what to do, and the file is left exactly as it was.
 - A commit that fails because the database is damaged or the disk gives I/O errors
   stops the head (exit 2, the reason printed); a full disk stays a 503 that clears
-  once space is free (RELIABILITY FI-07a).
+  once space is free.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LocalExecutor: real worker processes driven from an asyncio loop (RELIABILITY FI-03/05/06)."""
+"""LocalExecutor: real worker processes driven from an asyncio loop."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The job runtime (SEMANTICS sections 5, 8, 10 loop, 11 post), run in this process."""
+"""The job runtime (arguments, return values, ``loop``, ``post``), run in this process."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def test_the_job_runs_in_its_workdir_and_the_cwd_is_restored(tmp_path: Path) -> 
     assert os.getcwd() == before
 
 
-# loop (SEMANTICS section 10)
+# loop
 
 
 def test_loop_calls_once_per_item_and_makes_each_output_an_ordered_list() -> None:
@@ -183,7 +183,7 @@ def test_loop_over_something_that_is_not_a_list_is_an_error() -> None:
     assert result.error == "loop argument 'x' must be a list, not 5"
 
 
-# file arguments (SEMANTICS section 5)
+# file arguments (docs/staging.md)
 
 
 def test_tempdirs_with_the_same_id_share_one_folder_per_pebble(tmp_path: Path) -> None:
@@ -263,7 +263,7 @@ def test_a_missing_local_input_file_is_an_error_that_names_it(tmp_path: Path) ->
     )
 
 
-# post (SEMANTICS section 11)
+# post (docs/staging.md)
 
 
 def test_post_copies_outputs_to_a_local_folder_and_returns_the_new_paths(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Fault injection for staging (RELIABILITY.md FI-07c, FI-08, FI-09, FI-10, SEC-05, SEC-06).
+"""Fault injection for staging and its guards.
 
 Real servers sit behind ``harness.proxy.FaultProxy``. Retries wait through a ``sleep``
 passed in by the test, which also heals the proxy: "down, then back" is deterministic

@@ -1,4 +1,4 @@
-"""Argument resolution (SEMANTICS section 5) and runIf references, as pure functions.
+"""Argument resolution (docs/semantics.md, "Arguments") and runIf references, as pure functions.
 
 A :class:`Scope` answers "what is the value of this reference for this node, in this
 branch of this pebble". It reads the pebble's node states through a lookup function

@@ -1,4 +1,4 @@
-"""The pebble engine: a pure, deterministic state machine (SEMANTICS sections 3–12).
+"""The pebble engine: a pure, deterministic state machine (its rules: docs/semantics.md).
 
 ``Engine.handle(event, now)`` applies one event to the pebble it concerns and returns
 the actions the head must carry out (persist node states, queue jobs, finish the

@@ -1,4 +1,4 @@
-"""Resolution rules (SEMANTICS section 4) as pure functions over parent outcomes."""
+"""Resolution rules (docs/semantics.md, "Outcomes and resolution") as pure functions."""
 
 from __future__ import annotations
 

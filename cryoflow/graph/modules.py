@@ -6,7 +6,7 @@ importable dotted name that defines a ``ccmodule`` dict and ``process_task`` (or
 :mod:`ast` whenever ``ccmodule`` is a literal, so looking a module up never runs its
 imports; only a module whose ``ccmodule`` is computed is imported (once per process).
 
-Search order (SEMANTICS section 8): the folders given to :class:`ModuleFinder` in
+Search order (docs/graph-format.md, "Modules"): the folders given to :class:`ModuleFinder` in
 order (the loader passes the graph file's folder, its ``modules/`` subfolder, the
 ``--modules`` paths and ``CRYOFLOW_MODULES``), then the package's built-in modules
 (``cryoflow/builtin_modules/``), then a dotted import name.

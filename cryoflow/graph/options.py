@@ -1,6 +1,6 @@
 """Workflow options: from the graph's ``options`` to ``--name VALUE`` flags and typed values.
 
-SEMANTICS section 7: types ``bool`` (a flag), ``int``, ``float``, ``str``, ``list``
+Types (docs/graph-format.md, "Options"): ``bool`` (a flag), ``int``, ``float``, ``str``, ``list``
 (comma-separated), ``json`` (a JSON text or a path to a JSON file) and ``file`` (must
 exist). Without ``type`` the type of the default is used, else ``str``. Dashes and
 underscores in a name are the same option.

@@ -14,7 +14,7 @@
     record = MyFlow().run("a; b || c")
 
 ``;`` runs one after the other, ``||`` (or ``|``) at the same time, and binds tighter
-(SEMANTICS section 13). Each function's return value is its node's result; a
+(docs/graph-format.md, "Flow strings"). Each function's return value is its node's result; a
 parameter named after a dependency receives that dependency's result (``inputs``: all
 of them, in order). Functions run in the worker pool unless ``run(inline=True)``; the
 pool imports them by module and name, so lambdas and functions of ``__main__`` need

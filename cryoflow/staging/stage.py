@@ -1,15 +1,16 @@
 """What the job runtime calls: make ``type: file`` arguments local, and upload ``post`` outputs.
 
-``stage_in`` (SEMANTICS section 5): local paths and ``file://`` URLs are used in place;
-``s3://``, ``ssh://`` and ``http(s)://`` URLs are fetched into the job's work folder
-through a staging file ``.<name>.part-XXXX`` that is verified (size, and ETag or
-checksum where the server gives one) and then renamed into place, so a crash never
-leaves a file that looks complete. ``unzip`` extracts with the safe extractor and the
-value becomes the list of top-level entries. Transient failures are retried with
-backoff (``staging.retry``); each try starts from a fresh staging file.
+``stage_in`` (docs/staging.md, "`type: file` arguments"): local paths and ``file://``
+URLs are used in place; ``s3://``, ``ssh://`` and ``http(s)://`` URLs are fetched into
+the job's work folder through a staging file ``.<name>.part-XXXX`` that is verified
+(size, and ETag or checksum where the server gives one) and then renamed into place, so
+a crash never leaves a file that looks complete. ``unzip`` extracts with the safe
+extractor and the value becomes the list of top-level entries. Transient failures are
+retried with backoff (``staging.retry``); each try starts from a fresh staging file.
 
-``stage_out`` (SEMANTICS section 11): uploads a file, a list of files or a folder to
-``s3://…/``, ``ssh://host/path/`` or a local folder and returns the target URL(s).
+``stage_out`` (docs/staging.md, "`post` uploads"): uploads a file, a list of files or a
+folder to ``s3://…/``, ``ssh://host/path/`` or a local folder and returns the target
+URL(s).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Preparing a job's arguments before it runs, and its ``post`` uploads afterwards.
 
-``Task.files`` says which arguments name files or folders (SEMANTICS section 5):
+``Task.files`` says which arguments name files or folders (docs/staging.md):
 
 - ``{"type": "dir"}``: the folder (or each folder of a list) is created.
 - ``{"type": "tempdir", "id": ID}``: the value becomes the deterministic folder

@@ -3,8 +3,9 @@
 Every executor calls :func:`run_task` inside the process that runs the job. It loads
 the module (once per process), prepares file arguments (:mod:`.args`), changes into
 ``task.workdir``, calls ``process_task(worker, task[, cancel_event])`` (once, or once
-per item with ``loop``), normalizes what came back (SEMANTICS section 8), runs ``post``
-copies after a success, and measures the job. It never raises for a job's failure.
+per item with ``loop``), normalizes what came back (docs/modules.md, "What the return
+value means"), runs ``post`` copies after a success, and measures the job. It never
+raises for a job's failure.
 
 Result check (:mod:`.results`): what a job keeps is None or a dict of JSON values
 within ``task.max_result_bytes``; anything else fails the job, naming the module.

@@ -1,4 +1,4 @@
-"""The ledger client and the checks C1–C10 of RELIABILITY.md section 4.0.
+"""The ledger client and the checks C1–C10 of a run's store against it.
 
 A :class:`Ledger` is one folder shared by a test and its probes:
 
