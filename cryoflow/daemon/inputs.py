@@ -86,6 +86,24 @@ class InputHandler:
         self._offer = head.offer
         self._loop = loop
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The head's event loop: a watcher that serves on it offers with :meth:`offer_here`."""
+        return self._loop
+
+    def offer_here(self, item: Mapping[str, Any], *, idem_key: str | None = None
+                   ) -> asyncio.Future[int]:
+        """Offer ``item`` from a task on the head's loop (no hand-over between threads).
+
+        The future gives the pebble id once committed. Raises the store's error once the
+        head has stopped for good, RuntimeError while it is stopping.
+        """
+        if self._head.fatal is not None:
+            raise self._head.fatal
+        if not self._head.accepting:
+            raise RuntimeError("the head is stopping")
+        return self._offer(self.node.name, item, idem_key=idem_key)
+
     def onAdd(  # noqa: N802 - the module API's name
         self,
         item: Mapping[str, Any],

@@ -1,4 +1,9 @@
-"""The HTTP receiver behind the ``netwatcher`` module (aiohttp, in the input's thread).
+"""The HTTP receiver behind the ``netwatcher`` module (aiohttp, on the head's loop).
+
+The server runs on the running head's own event loop (the input's thread only waits
+for the stop), so a post is offered and committed with no hand-over between threads:
+the posts that arrive while one commit runs ride on the next one together. A handler
+without a loop (no head behind it) gets a loop of the input's own thread.
 
 Contract of :class:`NetWatcher`:
 
@@ -94,12 +99,30 @@ class NetWatcher:
         self._schema = SchemaCheck(config.schema) if config.schema is not None else None
         self._token = config.token.encode() if config.token else None
         self._inflight = 0
+        self._offer_here: Callable[..., asyncio.Future[int]] | None = None
 
     # ------------------------------------------------------------------ life cycle
 
     def run(self, stop_event: threading.Event) -> None:
-        """Serve until ``stop_event`` is set (blocks the calling thread)."""
-        asyncio.run(self._serve(stop_event))
+        """Serve until ``stop_event`` is set (blocks the calling thread).
+
+        On the head's loop when the handler has one; the server then closes on that
+        loop soon after the stop, without this thread waiting for it (the head's loop
+        may be the one waiting for this thread).
+        """
+        loop: asyncio.AbstractEventLoop | None = getattr(self.handler, "loop", None)
+        offer_here = getattr(self.handler, "offer_here", None)
+        if loop is None or offer_here is None:
+            asyncio.run(self._serve(stop_event))
+            return
+        self._offer_here = offer_here
+        served = asyncio.run_coroutine_threadsafe(self._serve(stop_event), loop)
+        while not stop_event.wait(0.1):
+            if served.cancelled():  # the head's loop has ended
+                return
+            if served.done():
+                served.result()  # it could not listen: the input ends with why
+                return
 
     async def _serve(self, stop_event: threading.Event) -> None:
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
@@ -211,7 +234,7 @@ class NetWatcher:
         retry = self.config.retry_after_s
         self._inflight += 1
         try:
-            future = asyncio.wrap_future(self.handler.submit(item, idem_key=key))
+            future = self._offer(item, key)
             async with asyncio.timeout(self.config.commit_timeout_s):
                 return await asyncio.shield(future)  # a timeout must not cancel the offer
         except StoreBrokenError as exc:
@@ -227,6 +250,11 @@ class NetWatcher:
                           retry_after_s=retry) from None
         finally:
             self._inflight -= 1
+
+    def _offer(self, item: dict[str, Any], key: str | None) -> asyncio.Future[int]:
+        if self._offer_here is not None:  # on the head's loop
+            return self._offer_here(item, idem_key=key)
+        return asyncio.wrap_future(self.handler.submit(item, idem_key=key))
 
     def _status_or_404(self, text: str) -> dict[str, Any]:
         try:
