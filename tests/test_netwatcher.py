@@ -523,3 +523,33 @@ def test_a_status_lists_split_outputs_in_branch_order_and_the_last_node_as_retva
     assert status["progress"]["Split"] == {"status": "split", "outcome": None,
                                            "branches": 3, "branches_done": 3}
     assert status["completed"] is True and status["ts"] == 9.0
+
+
+def test_the_netwatcher_lets_its_input_stop_at_once_while_the_heads_loop_is_busy(
+        tmp_path: Path) -> None:
+    # `ccworkflow run` stops its inputs from the head's loop, so the input's thread must
+    # not wait for the server (which runs on that loop) to close.
+    g = watch_graph(input_node("In", "netwatcher", {}))
+    with Rig(g, tmp_path / "state", workers=0, run_inputs=False) as rig:
+        watcher = NetWatcher(NetwatchConfig.from_args("In", {"port": 0}, {}), rig.handler("In"))
+        stop = threading.Event()
+        thread = threading.Thread(target=watcher.run, args=(stop,), name="netwatcher")
+        thread.start()
+        assert watcher.ready.wait(10) and watcher.port is not None
+        status, _, body = Client(watcher.port)("POST", "/task", {"n": 1})
+        assert status == 202 and [p["id"] for p in rig.pebbles()] == [body["id"]]
+        assert rig.loop is not None
+        rig.loop.call_soon_threadsafe(time.sleep, 1.5)  # the loop is busy, as in a join
+        time.sleep(0.1)
+        stop.set()
+        thread.join(0.8)
+        assert not thread.is_alive()
+        wait_for(lambda: not _accepts(watcher.port), what="the port to close")
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
