@@ -175,6 +175,7 @@ class Head:
         self.host = socket.gethostname()
         self._pending = _Pending()
         self._tick_scheduled = False
+        self._offer_tick = False
         self._jobs: dict[str, JobSpec] = {}
         self._job_hosts: dict[str, tuple[str, str]] = {}
         self._runtimes: dict[str, float] = {}
@@ -241,8 +242,15 @@ class Head:
         assert self._loop is not None, "start() the head first"
         future: asyncio.Future[int] = self._loop.create_future()
         self._pending.offers.append(_Offer(input_node, item, future, idem_key, seen_key))
-        self._schedule_tick()
+        if not self._tick_scheduled and not self._offer_tick:
+            # One loop pass later: the posts read in this pass ride on the same commit.
+            self._offer_tick = True
+            self._loop.call_soon(self._schedule_offer_tick)
         return future
+
+    def _schedule_offer_tick(self) -> None:
+        self._offer_tick = False
+        self._schedule_tick()
 
     def replace_graph(self, graph: Graph) -> None:
         """Run on ``graph`` from now on: a graph grown by a running job (dynamic graphs)."""
