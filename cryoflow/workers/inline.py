@@ -60,6 +60,10 @@ class InlineExecutor:
         cancel = self._cancel[task.id] = threading.Event()
         self._pool.submit(self._run, task, cancel)
 
+    def runs(self, job_id: str) -> bool:
+        """True from ``submit`` of ``job_id`` until its result is handed to the sink."""
+        return job_id in self._cancel
+
     def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
         event = self._cancel.get(job_id)
         if event is not None:

@@ -30,7 +30,6 @@ class OnHeadExecutor:
         self.inner = inner
         self.on_head = frozenset(on_head)
         self.local = InlineExecutor(slots={c: HEAD_THREADS for c in WorkerClass})
-        self._local_jobs: set[str] = set()
 
     async def start(self, sink: JobSink) -> None:
         await self.inner.start(sink)
@@ -48,15 +47,12 @@ class OnHeadExecutor:
 
     def submit(self, task: Task) -> None:
         if base_name(task.node) in self.on_head and self.local.free_slots()[task.worker_class]:
-            if len(self._local_jobs) > 4 * HEAD_THREADS:  # forget ended jobs
-                self._local_jobs &= set(self.local._cancel)  # the jobs still running
-            self._local_jobs.add(task.id)
             self.local.submit(task)
         else:
             self.inner.submit(task)
 
     def cancel(self, job_id: str, grace_s: float = 2.0) -> None:
-        if job_id in self._local_jobs:
+        if self.local.runs(job_id):
             self.local.cancel(job_id, grace_s)
         else:
             self.inner.cancel(job_id, grace_s)
