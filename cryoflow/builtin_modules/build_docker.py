@@ -8,7 +8,7 @@ one exists, else ``docker build -t TARGET .``. Build steps (``Step 2/5`` or Buil
 import os
 import re
 
-from cryoflow.compat.tools import failure, require_tool, run_tool
+from cryoflow.compat.tools import require_tool, run_tool
 
 ccmodule = {
     "description": "Build a Docker image",
@@ -55,10 +55,7 @@ def process_task(worker, task, cancel_event=None):
             worker.log.debug(line)
 
     result = run_tool(cmd, cancel_event, on_line=on_line, cwd=folder)
-    if result.stopped:
-        raise RuntimeError(f"the build of {target} was cancelled")
-    if result.returncode != 0:
-        raise RuntimeError(failure(cmd, result))
+    result.check(cmd, f"the build of {target}")
     worker.status["progress"] = 100
     return 100, {"target": target}
 

@@ -10,7 +10,7 @@ import os
 import subprocess
 import time
 
-from cryoflow.compat.tools import failure, require_tool, run_tool
+from cryoflow.compat.tools import require_tool, run_tool
 
 ccmodule = {
     "description": "Encode or transcode video and audio with ffmpeg",
@@ -73,10 +73,7 @@ def process_task(worker, task, cancel_event=None):
             worker.log.debug("ffmpeg: %s", line)
 
     result = run_tool(cmd, cancel_event, on_line=on_line)
-    if result.stopped:
-        raise RuntimeError("ffmpeg was cancelled")
-    if result.returncode != 0:
-        raise RuntimeError(failure(cmd, result))
+    result.check(cmd, "ffmpeg")
     worker.status["state"] = "idle"
     worker.status["progress"] = 100
     return 100, {"size": round(os.path.getsize(dst) / 1e6, 3),

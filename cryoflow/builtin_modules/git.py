@@ -7,7 +7,7 @@ and fast-forwarded from its remote. ``list`` updates several: ``[[name, url, bra
 
 import os
 
-from cryoflow.compat.tools import failure, require_tool, run_tool
+from cryoflow.compat.tools import require_tool, run_tool
 
 ccmodule = {
     "description": "Clone or update git repositories",
@@ -81,8 +81,5 @@ def _git(worker, arguments, cwd, cancel_event):
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     result = run_tool(cmd, cancel_event, cwd=cwd, env=env,
                       on_line=lambda stream, line: worker.log.debug("git: %s", line))
-    if result.stopped:
-        raise RuntimeError(f"git {arguments[0]} was cancelled")
-    if result.returncode != 0:
-        raise RuntimeError(failure(cmd, result))
+    result.check(cmd, f"git {arguments[0]}")
     return result.stdout_tail.strip().splitlines()[-1] if result.stdout_tail.strip() else ""

@@ -14,7 +14,7 @@ import time
 
 import psutil
 
-from cryoflow.compat.tools import failure, report_line, require_tool, run_tool
+from cryoflow.compat.tools import report_line, require_tool, run_tool
 
 ccmodule = {
     "description": "Run IDL programs",
@@ -79,10 +79,7 @@ def process_task(worker, task, cancel_event=None):
     if limit.reason:
         worker.status["idl"] = f"killed ({limit.reason})"
         raise RuntimeError(f"idl was stopped: {limit.reason}")
-    if result.stopped:
-        raise RuntimeError("idl was cancelled")
-    if result.returncode != 0:
-        raise RuntimeError(failure(full, result))
+    result.check(full, "idl")
     worker.status["idl"] = "done"
     worker.status["progress"] = 100
     retval["status"] = "ok"

@@ -50,6 +50,13 @@ class ToolResult:
     stdout_tail: str
     stderr_tail: str
 
+    def check(self, cmd: Sequence[str], what: str) -> None:
+        """Raise for a process the stop event ended (``what`` names it) or that failed."""
+        if self.stopped:
+            raise RuntimeError(f"{what} was cancelled")
+        if self.returncode != 0:
+            raise RuntimeError(failure(cmd, self))
+
 
 def require_tool(name: str, hint: str) -> str:
     """The full path of ``name`` on PATH, else :class:`ToolMissingError` with ``hint``."""
