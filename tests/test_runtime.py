@@ -77,6 +77,21 @@ def test_an_exception_is_an_error_with_its_type_message_and_traceback() -> None:
     assert "_inner" in result.stats["traceback"]
 
 
+def test_a_failed_job_keeps_its_frames_when_python_cannot_mark_the_failing_expression(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def spurious(*args: Any, **kwargs: Any) -> list[str]:  # Python 3.11's threaded AST race
+        raise SystemError("AST constructor recursion depth mismatch (before=15, after=-3)")
+
+    monkeypatch.setattr("cryoflow.workers.runtime.traceback.format_exception", spurious)
+    result, _ = run(make_task("probe_raise", {"message": "bad input"}))
+    assert result.outcome is Outcome.ERROR
+    assert result.error == "ValueError: bad input"
+    text = result.stats["traceback"]
+    assert text.startswith("Traceback (most recent call last):")
+    assert "probe_raise.py" in text and "in _inner" in text
+    assert text.rstrip().endswith("ValueError: bad input")
+
+
 def test_a_progress_other_than_100_is_an_error_that_says_so() -> None:
     result, _ = run(make_task("probe_progress"))
     assert result.outcome is Outcome.ERROR

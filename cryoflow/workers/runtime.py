@@ -79,7 +79,7 @@ def run_task(task: Task, worker: WorkerHandle, cancel_event: threading.Event) ->
         outcome, retval, error = _run(task, worker, cancel_event)
     except (Exception, SystemExit) as exc:
         outcome, retval, error = Outcome.ERROR, None, _describe(exc)
-        traceback_text = traceback.format_exc()
+        traceback_text = traceback_of(exc)
     finally:
         worker.bind(None)
     if cancel_event.is_set():
@@ -170,6 +170,23 @@ def _checked(task: Task, outcome: Outcome, retval: Any, error: str | None) -> _N
         if outcome is Outcome.SUCCESS:
             return Outcome.ERROR, None, said
         return outcome, None, f"{error}; {said}" if error else said
+
+
+def traceback_of(exc: BaseException) -> str:
+    """``exc``'s traceback as Python prints it, or its frames alone if that cannot be made.
+
+    Python 3.11 parses each source line to mark the failing expression, and its AST builder
+    can raise a spurious ``SystemError`` when two threads build trees at once (fixed in
+    3.12). A job that failed must still say where, so the plain form stands in.
+    """
+    try:
+        return "".join(traceback.format_exception(exc))
+    except SystemError:
+        frames = [f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+                  + (f"    {frame.line.strip()}\n" if frame.line else "")
+                  for frame in traceback.extract_tb(exc.__traceback__)]
+        return "".join(["Traceback (most recent call last):\n", *frames,
+                        *traceback.format_exception_only(exc)])
 
 
 def _describe(exc: BaseException) -> str:
