@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/inputs_bench.py            # full sizes
     .venv/bin/python bench/inputs_bench.py --quick    # small sizes, to check it still works
+    .venv/bin/python bench/inputs_bench.py --only w6  # one of the two workloads
 
 Both load a real graph (input node + one ``trivial`` node) with the graph loader and run
 the real input modules through the head's InputRunner, with every pebble committed to
@@ -13,8 +14,11 @@ path alone: file or post in, pebble committed.
   file at a time, and a burst in which the head's loop latency is sampled every 50 ms.
 - W6: the head runs in a child process; N posts (1 KB JSON bodies, a schema, a token,
   an Idempotency-Key each) come from 1, 8 and 32 threads, each with one keep-alive
-  ``http.client`` connection. After the last round the child is stopped and its store
-  is read: every 202 id must be a pebble holding that post's ``probe_id``.
+  ``http.client`` connection. The 32-client round runs three times, each followed by
+  the same round against the same netwatcher with no head behind it (a second child);
+  the ratio printed is the median of the three pairs. After the last round the head is
+  stopped and its store is read: every 202 id must be a pebble holding that post's
+  ``probe_id``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -276,48 +281,79 @@ def cpu_s(process: psutil.Process | None = None) -> float:
     return float(times.user + times.system)
 
 
-def w6_round(port: int, head: psutil.Process, clients: int, total: int, tag: str,
-             ledger: dict[str, int]) -> list[Row]:
+@dataclass(frozen=True)
+class Round:
+    """One W6 round: ``total`` posts from ``clients`` threads."""
+
+    clients: int
+    total: int
+    rate: float
+    p50_ms: str
+    p99_ms: str
+    errors: int
+    server_us: float
+    client_us: float
+
+    def rows(self, name: str) -> list[Row]:
+        return [(name, "posts/s | p50 / p99 ms | non-2xx",
+                 f"{self.rate:,.0f} | {self.p50_ms} / {self.p99_ms} | {self.errors}"),
+                (name, "CPU us per post: server process | clients",
+                 f"{self.server_us:.0f} | {self.client_us:.0f}")]
+
+
+def w6_round(port: int, server_process: psutil.Process, clients: int, total: int, tag: str,
+             ledger: dict[str, int]) -> Round:
     keys = [f"{tag}-{n}" for n in range(total)]
     latencies: list[float] = []
     errors: list[int] = []
     threads = [threading.Thread(target=post_loop,
                                 args=(port, keys[i::clients], ledger, latencies, errors))
                for i in range(clients)]
-    server_cpu, client_cpu, start = cpu_s(head), cpu_s(), time.perf_counter()
+    server_cpu, client_cpu, start = cpu_s(server_process), cpu_s(), time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - start
-    server_cpu, client_cpu = cpu_s(head) - server_cpu, cpu_s() - client_cpu
-    rate = (total - len(errors)) / wall
-    name = f"W6 {total} posts, {clients} client(s)"
-    return [(name, "posts/s | p50 / p99 ms | non-2xx",
-             f"{rate:,.0f} | {ms(latencies, 0.5)} / {ms(latencies, 0.99)} | {len(errors)}"),
-            (name, "CPU us per post: head process | clients",
-             f"{1e6 * server_cpu / total:.0f} | {1e6 * client_cpu / total:.0f}")]
+    server_cpu, client_cpu = cpu_s(server_process) - server_cpu, cpu_s() - client_cpu
+    return Round(clients, total, (total - len(errors)) / wall, ms(latencies, 0.5),
+                 ms(latencies, 0.99), len(errors), 1e6 * server_cpu / total,
+                 1e6 * client_cpu / total)
 
 
-def w6(tmp: Path, sizes: list[tuple[int, int]]) -> list[Row]:
+def w6(tmp: Path, sizes: list[tuple[int, int]], repeats: int) -> list[Row]:
+    """The smaller sizes once; the last one ``repeats`` times, each head round followed
+    by a round against the same netwatcher with no head behind it (both servers run the
+    whole time, so the pairs see the same machine); the ratio is the median of the pairs."""
     state = tmp / "state-w6"
     ledger: dict[str, int] = {}
     rows: list[Row] = []
-    with server(state) as (port, head):
+    pairs: list[tuple[Round, Round]] = []
+    with server(state) as (port, head), server(None) as (null_port, null):
         post_loop(port, ["warm-up"], ledger, [], [])
-        for clients, total in sizes:
-            rows += w6_round(port, head, clients, total, f"c{clients}", ledger)
+        post_loop(null_port, ["warm-up"], {}, [], [])
+        for clients, total in sizes[:-1]:
+            rows += w6_round(port, head, clients, total, f"c{clients}", ledger).rows(
+                f"W6 {total} posts, {clients} client(s)")
+        clients, total = sizes[-1]
+        for attempt in range(repeats):
+            pairs.append((w6_round(port, head, clients, total, f"r{attempt}", ledger),
+                          w6_round(null_port, null, clients, total, f"n{attempt}", {})))
     with Store.open(state, workflow="bench-inputs") as store:
         stored = {p["item"]["probe_id"]: p["id"] for p in store.pebbles(limit=10_000_000)}
+    pairs.sort(key=lambda pair: pair[0].rate / pair[1].rate)
+    median_head, median_null = pairs[len(pairs) // 2]
+    name = f"W6 {total} posts, {clients} clients"
+    rows += median_head.rows(f"{name} (median pair)")
+    rows += median_null.rows(f"ref: {name}, no head behind it")
+    ratios = " ".join(f"{h.rate / n.rate:.2f}" for h, n in pairs)
+    rows.append((name, f"head / no head, median of {repeats} pairs (all)",
+                 f"{median_head.rate / median_null.rate:.2f}x ({ratios})"))
     lost = [k for k, pebble_id in ledger.items() if stored.get(k) != pebble_id]
     extra = len(stored) - len(ledger)
     check = "ok" if not lost and extra == 0 else f"FAIL: {len(lost)} lost, {extra} extra"
     rows.append((f"W6 ledger: {len(ledger)} ids answered 202", "every 202 is a pebble", check))
-    clients, total = sizes[-1]
-    with server(None) as (port, process):
-        post_loop(port, ["warm-up"], {}, [], [])
-        reference = w6_round(port, process, clients, total, "null", {})
-    return rows + [(f"ref: {row[0][3:]}, no head behind it", *row[1:]) for row in reference]
+    return rows
 
 
 # ---------------------------------------------------------------------- main
@@ -334,6 +370,7 @@ def print_table(rows: list[Row]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--only", choices=("w5", "w6"), help="run one workload")
     parser.add_argument("--serve", nargs=2, metavar=("STATE", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-null", metavar="PORT", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -348,11 +385,13 @@ def main() -> None:
     rows: list[Row] = [("workload", "measure", "value")]
     with tempfile.TemporaryDirectory(prefix="cryoflow-inputs-bench-") as name:
         tmp = Path(name)
-        rows += w5_single(tmp, 3 if quick else 10, stabilize)
-        rows += w5_burst(tmp, 200 if quick else 1000, stabilize)
-        rows += w5_burst(tmp, 1000 if quick else 10_000, stabilize)
-        rows += w6(tmp, [(1, 300), (8, 1000), (32, 1000)] if quick
-                   else [(1, 2000), (8, 10_000), (32, 10_000)])
+        if args.only != "w6":
+            rows += w5_single(tmp, 3 if quick else 10, stabilize)
+            rows += w5_burst(tmp, 200 if quick else 1000, stabilize)
+            rows += w5_burst(tmp, 1000 if quick else 10_000, stabilize)
+        if args.only != "w5":
+            rows += w6(tmp, [(1, 300), (8, 1000), (32, 1000)] if quick
+                       else [(1, 2000), (8, 10_000), (32, 10_000)], 3)
     print(f"\ncryoflow inputs bench ({'quick' if quick else 'full'}, {os.cpu_count()} CPUs)\n")
     print_table(rows)
 
