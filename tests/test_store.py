@@ -859,6 +859,26 @@ def test_a_result_the_node_row_holds_is_stored_once_and_read_back_whole(store: S
                      ("node_changed", {"node": "A", "status": "done", "outcome": "success"})]
 
 
+def test_an_input_nodes_output_is_its_pebbles_item_stored_once(store: Store) -> None:
+    item = {"probe_id": "p1", "pad": "x" * 500}
+    done = NodeState(NodeStatus.DONE, Outcome.SUCCESS, output=dict(item))
+    with store.batch() as b:
+        pid, _ = b.add_pebble("In", item, now=10.0)
+        b.apply([NodeChanged(pid, "In", (), done)], now=10.0)
+    assert scalar(store.path, "SELECT output FROM nodes WHERE node = 'In'") is None
+    assert must(store.pebble(pid))["nodes"]["In"][""]["output"] == item
+    (_, _, _, states), = [r for r in [store.saved_pebble(pid)] if r is not None]
+    assert states[("In", ())].output == item  # what a restarted head resumes from
+
+
+def test_an_input_node_output_other_than_the_item_is_stored_as_given(store: Store) -> None:
+    with store.batch() as b:
+        pid, _ = b.add_pebble("In", {"a": 1}, now=10.0)
+        b.apply([NodeChanged(pid, "In", (), NodeState(NodeStatus.DONE, Outcome.SUCCESS,
+                                                      output={"a": 2}))], now=10.0)
+    assert must(store.pebble(pid))["nodes"]["In"][""]["output"] == {"a": 2}
+
+
 def test_a_result_no_node_took_keeps_its_own_retval(store: Store) -> None:
     (pid,) = add(store)
     job = spec(pid)

@@ -24,9 +24,11 @@ from cryoflow.engine.records import (
     PebbleReopened,
     QueueJob,
     branch_key,
+    evolve,
     parse_branch,
 )
 from cryoflow.engine.records import job_id as make_job_id
+from cryoflow.graph.model import Outcome
 from cryoflow.store import codec, journal
 from cryoflow.store import retention as retention_
 
@@ -105,6 +107,8 @@ class Batch:
         self._start_entries: dict[str, journal.Entry] = {}
         self._inserted_running: set[str] = set()
         """Jobs :meth:`apply` inserted already running (see its ``dispatched``)."""
+        self._added: dict[int, tuple[str, Mapping[str, Any]]] = {}
+        """Pebbles added in this batch: ``id → (input node, item)``."""
         self._held_sql = ""
         self._held: list[tuple[Any, ...]] = []
 
@@ -149,6 +153,7 @@ class Batch:
         assert new_id is not None
         if seen_key is not None:
             self._conn.execute(INSERT_SEEN, (seen_key, new_id, now))
+        self._added[new_id] = (input_node, item)
         self._event(now, ["a", new_id])
         return new_id, True
 
@@ -227,6 +232,8 @@ class Batch:
         and the node row keeps the output (the job row's ``retval`` is then derived).
         """
         state = action.state
+        if self._is_item(action):  # read back from the pebble's item (codec.NODE_OUTPUT)
+            state = evolve(state, output=None)
         row = codec.node_row(action.pebble_id, action.node, action.branch, state)
         if not (state.stats or state.output is not None) or not self._finishes:
             return row
@@ -241,6 +248,12 @@ class Batch:
         if codec.is_job_stats(state.stats, stats):
             row = row[:11] + (codec.job_stats_ref(state.stats),) + row[12:]
         return row
+
+    def _is_item(self, action: NodeChanged) -> bool:
+        """Is this the input node's success with the item of a pebble added in this batch?"""
+        added = self._added.get(action.pebble_id)
+        return (added is not None and added[0] == action.node and not action.branch
+                and action.state.outcome is Outcome.SUCCESS and action.state.output == added[1])
 
     def _folded(self, row: tuple[Any, ...]) -> bool:
         """Fold a node's change to done into the job_finished entry that caused it."""

@@ -231,6 +231,12 @@ def node_stats(stored: str | None, job: str | None) -> Any:
 
 _ABSENT = object()
 
+NODE_OUTPUT = (
+    "CASE WHEN n.output IS NULL AND n.branch = '' AND n.outcome = 'success'"
+    " AND n.node = p.input_node THEN p.item ELSE n.output END"
+)
+"""A node row ``n``'s output; an input node's is its pebble ``p``'s item, stored once."""
+
 JOB_OF_NODE_COLUMN = (
     "CASE WHEN j.id IS NULL THEN NULL"
     " ELSE json_array(j.stats, j.worker, j.host, j.finished, j.started) END"

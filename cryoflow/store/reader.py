@@ -42,9 +42,10 @@ _PEBBLE_FILTERS = {
     "after_id": "id > ?",
 }
 _NODES_OF = (
-    "SELECT n.node, n.branch, n.status, n.outcome, n.output, n.error, n.resolved_by,"
-    " n.combined, n.attempts, n.lost, n.stats, n.branches, " + codec.JOB_OF_NODE_COLUMN
-    + " FROM nodes AS n "
+    "SELECT n.node, n.branch, n.status, n.outcome, " + codec.NODE_OUTPUT + ", n.error,"
+    " n.resolved_by, n.combined, n.attempts, n.lost, n.stats, n.branches, "
+    + codec.JOB_OF_NODE_COLUMN
+    + " FROM nodes AS n JOIN pebbles AS p ON p.id = n.pebble_id "
     + codec.JOB_OF_NODE + " WHERE n.pebble_id = ?"
 )
 _NODE_LABELS = (

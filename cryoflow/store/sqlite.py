@@ -59,8 +59,8 @@ ACTIVE_PEBBLES = (
     " WHERE state = 'active' AND outcome IS NULL AND id > ? ORDER BY id LIMIT ?"
 )
 ACTIVE_NODES = (
-    "SELECT n.pebble_id, n.node, n.branch, n.status, n.outcome, n.output, n.error,"
-    " n.resolved_by, n.combined, n.attempts, n.lost, n.stats, n.branches, "
+    "SELECT n.pebble_id, n.node, n.branch, n.status, n.outcome, " + codec.NODE_OUTPUT + ","
+    " n.error, n.resolved_by, n.combined, n.attempts, n.lost, n.stats, n.branches, "
     + codec.JOB_OF_NODE_COLUMN
     + " FROM pebbles AS p JOIN nodes AS n ON n.pebble_id = p.id " + codec.JOB_OF_NODE +
     " WHERE p.state = 'active' AND p.outcome IS NULL AND p.id BETWEEN ? AND ?"
