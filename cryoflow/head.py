@@ -12,6 +12,8 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -374,6 +376,7 @@ class Head:
         self, pending: _Pending, now: float
     ) -> tuple[list[tuple[_Offer, int]], list[Action], list[JobSpec]]:
         accepted: list[tuple[_Offer, int]] = []
+        failures: list[LogLine] = []
         actions: list[Action] = []
         handed: list[JobSpec] = []
         with self._dispatch_guard(handed, now), self.store.batch() as tx:
@@ -391,7 +394,7 @@ class Head:
                 tx.job_started(start.job_id, worker=start.worker, host=start.host, now=now,
                                write=start.job_id not in reported)
             for report in pending.results:
-                actions += self._result_event(tx, report.job_id, report.result, now)
+                actions += self._result_event(tx, report.job_id, report.result, now, failures)
             for loss in pending.lost:
                 self.dispatcher.finished(loss.job_id)
                 lost_job = self._jobs.pop(loss.job_id, None)
@@ -412,8 +415,9 @@ class Head:
                 if job_id in self._jobs:
                     self.progress[job_id] = value
             self._progress_pending.clear()
-            if pending.logs:
-                tx.add_logs(pending.logs)
+            logs = [*pending.logs, *failures, *pebble_failed_lines(actions, now)]
+            if logs:  # a job's own lines, then why it failed, then the pebbles that failed
+                tx.add_logs(logs)
             self._start_jobs(actions, now)
             handed += self._dispatch(now)
             ids = [job.id for job in handed]
@@ -421,7 +425,8 @@ class Head:
             tx.jobs_dispatched(ids, now=now)
         return accepted, actions, handed
 
-    def _result_event(self, tx: Any, job_id: str, result: JobResult, now: float) -> list[Action]:
+    def _result_event(self, tx: Any, job_id: str, result: JobResult, now: float,
+                      failures: list[LogLine]) -> list[Action]:
         worker, host = self._job_hosts.pop(job_id, ("", self.host))
         stats = {"worker": worker, "node": host, **result.stats}
         job = self._jobs.get(job_id)
@@ -430,6 +435,8 @@ class Head:
             tx.cache_put(key, node=job.node if job else "", retval=result.retval, now=now)
         tx.job_finished(job_id, outcome=result.outcome.value, retval=result.retval,
                         error=result.error, stats=stats, now=now)
+        if result.outcome in (Outcome.ERROR, Outcome.TIMEOUT) and job is not None:
+            failures.append(failure_line(job, result, now))
         if job is not None:
             self._measure(job.node, stats)
         self.dispatcher.finished(job_id)
@@ -695,3 +702,28 @@ def missing_classes(graph: Graph, capacity: Mapping[WorkerClass, int]) -> list[s
 
 
 __all__ = ["Head", "Outcome", "missing_classes"]
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def failure_line(job: JobSpec, result: JobResult, now: float) -> LogLine:
+    """The log line of a failed attempt: its error and where it was raised, for cclog."""
+    error = (result.error or result.outcome.value).strip().splitlines() or [""]
+    frames = _FRAME.findall(str(result.stats.get("traceback") or ""))
+    where = ""
+    if frames:
+        path, line, function = frames[-1]
+        where = f" (at {os.path.basename(path)}:{line} in {function})"
+    more = f" (+{len(error) - 1} more lines)" if len(error) > 1 else ""
+    branch = f"[{'.'.join(map(str, job.branch))}]" if job.branch else ""
+    message = f"{job.node}{branch} attempt {job.attempt} failed: {error[0]}{more}{where}"
+    return LogLine(now, "ERROR", job.pebble_id, None, job.node, message)
+
+
+def pebble_failed_lines(actions: list[Action], now: float) -> list[LogLine]:
+    """A WARNING line for each pebble these actions finish as failed."""
+    return [LogLine(now, "WARNING", action.pebble_id, None, None,
+                    f"pebble {action.pebble_id} failed at {', '.join(action.failed_nodes)}")
+            for action in actions
+            if isinstance(action, PebbleDone) and action.outcome is PebbleOutcome.FAILED]

@@ -326,6 +326,17 @@ def test_ccstatus_and_cclog_read_a_state_folder_given_as_a_relative_path(
     assert "working on it" in log.stdout
 
 
+def test_cclog_says_why_and_where_a_pebble_failed(tmp_path: Path) -> None:
+    graph = write_graph(tmp_path, "boom", [START, BOOM])
+    cc("ccworkflow", str(graph), "--no-http", cwd=tmp_path)
+    lines = cc("cclog", "--state", ".cryoflow/boom", "--pebble", "1",
+               cwd=tmp_path).stdout.splitlines()
+    failed = [line for line in lines if "Boom attempt 1 failed:" in line]
+    assert len(failed) == 1 and " ERROR " in failed[0]
+    assert "RuntimeError: bash exited with code 3: about to fail (at " in failed[0]
+    assert lines[-1].endswith("WARNING  pebble 1  pebble 1 failed at Boom")
+
+
 @pytest.mark.parametrize("argv", [
     ["cclog", "--state", ".cryoflow/boom", "--json"],
     ["ccstatus", "--state", ".cryoflow/boom", "--json"],

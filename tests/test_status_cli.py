@@ -197,19 +197,23 @@ def test_cclog_prints_every_line_with_control_characters_escaped(
         finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_main(cclog.main, ["--state", str(finished)], capsys)
     lines = out.splitlines()
-    assert code == 0 and len(lines) == 4
+    assert code == 0 and len(lines) == 6
     # the two pebbles' A jobs run at once, so their lines may come in either order
     assert any(line.endswith("INFO     1/A#1  gate passed for first") for line in lines)
     assert "\x1b" not in out
     assert not any(line.startswith("2024-01-01") for line in lines)
     assert any(line.endswith("gate passed for x\\n2024-01-01 00:00:00.000 ERROR    9/A#1  "
                              "forged\\x1b[31m") for line in lines)
+    assert any(line.endswith("ERROR    pebble 2  A attempt 1 failed: RuntimeError: asked to "
+                             "fail on x (+1 more lines) (at gate.py:26 in "
+                             "process_task)") for line in lines)
+    assert lines[-1].endswith("WARNING  pebble 2  pebble 2 failed at A")
 
 
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--pebble", "1"], ["gate passed for first", "gate passed for first"]),
     (["--node", "B"], ["gate passed for first"]),
-    (["--level", "warning"], ["failing on"]),
+    (["--level", "warning"], ["failing on", "A attempt 1 failed", "pebble 2 failed at A"]),
     (["--grep", r"passed for f\w+t$"], ["gate passed for first", "gate passed for first"]),
     (["--since", "1h"], None),
     (["--since", str(time.time() + 3600)], []),
@@ -221,7 +225,7 @@ def test_cclog_filters_by_pebble_node_level_pattern_and_time(
     messages = [json.loads(line)["message"] for line in out.splitlines()]
     assert code == 0
     if expected is None:
-        assert len(messages) == 4
+        assert len(messages) == 6
     else:
         assert [m[: len(e)] for m, e in zip(messages, expected)] == expected
         assert len(messages) == len(expected)

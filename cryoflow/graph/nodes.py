@@ -422,7 +422,9 @@ def _checked_ref(source: ArgSource, ref: str, what: str, where: str, ctx: BuildC
     if source is ArgSource.OPTION:
         declared = ctx.options.get(ctx.canonical(ref))
         if declared is None:
-            hint = suggest(ref, list(ctx.options.values()))
+            hint = suggest(ref, list(ctx.options.values())) or (
+                f"; declare it in the workflow's \"options\", e.g. "
+                f"\"options\": {{\"{ref}\": {{\"help\": \"...\", \"default\": ...}}}}")
             known = ", ".join(ctx.options.values()) or "none"
             ctx.problems.error(
                 where,
