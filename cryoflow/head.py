@@ -35,6 +35,7 @@ from cryoflow.engine.records import (
     PebbleOutcome,
     PebbleRetried,
     QueueJob,
+    node_label,
 )
 from cryoflow.errors import StoreBrokenError, StoreError
 from cryoflow.failpoints import Failpoints
@@ -716,8 +717,8 @@ def failure_line(job: JobSpec, result: JobResult, now: float) -> LogLine:
         path, line, function = frames[-1]
         where = f" (at {os.path.basename(path)}:{line} in {function})"
     more = f" (+{len(error) - 1} more lines)" if len(error) > 1 else ""
-    branch = f"[{'.'.join(map(str, job.branch))}]" if job.branch else ""
-    message = f"{job.node}{branch} attempt {job.attempt} failed: {error[0]}{more}{where}"
+    message = (f"{node_label(job.node, job.branch)} attempt {job.attempt} failed: "
+               f"{error[0]}{more}{where}")
     return LogLine(now, "ERROR", job.pebble_id, None, job.node, message)
 
 

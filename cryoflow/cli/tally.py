@@ -18,6 +18,7 @@ from cryoflow.engine.records import (
     PebbleDone,
     PebbleOutcome,
     job_id,
+    node_label,
 )
 from cryoflow.store.runs import NodeShapes, branch_depth
 
@@ -40,7 +41,7 @@ class Failure:
     @property
     def label(self) -> str:
         """``Boom`` or, in a split branch, ``Boom[3]`` (as a pebble's failed nodes say)."""
-        return self.node + "".join(f"[{i}]" for i in self.branch)
+        return node_label(self.node, self.branch)
 
     @property
     def where(self) -> str:

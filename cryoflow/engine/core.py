@@ -33,6 +33,7 @@ from cryoflow.engine.records import (
     QueueJob,
     evolve,
     job_id,
+    node_label,
 )
 from cryoflow.engine.resolve import FAILURES, combine, resolution, runs_on
 from cryoflow.engine.topology import Topology, build_topology, node_of
@@ -617,7 +618,7 @@ class _Step:
         for (name, branch), state in pebble.states.items():
             if state.outcome not in FAILURES or self._handled(pebble, name, branch, handlers):
                 continue
-            label = name + (f"[{'.'.join(map(str, branch))}]" if branch else "")
+            label = node_label(name, branch)
             if label not in failed:
                 failed.append(label)
         return tuple(failed)

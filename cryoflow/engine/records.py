@@ -22,6 +22,11 @@ def branch_key(branch: Branch) -> str:
     return ".".join(str(i) for i in branch)
 
 
+def node_label(node: str, branch: Branch) -> str:
+    """``Boom``, or in a split branch ``Boom[3]`` (nested: ``Boom[1.2]``)."""
+    return f"{node}[{branch_key(branch)}]" if branch else node
+
+
 def parse_branch(key: str) -> Branch:
     """Inverse of :func:`branch_key`."""
     return tuple(int(i) for i in key.split(".")) if key else ()
