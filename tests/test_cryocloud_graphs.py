@@ -355,3 +355,24 @@ def test_cryoclouds_debug_and_threads_flags_still_work(tmp_path: Path) -> None:
     assert (settings.workers, settings.loglevel) == (3, "DEBUG")
     ns = build_parser().parse_args(["g.json", "--threads", "3", "--workers", "2"])
     assert run_settings(ns).workers == 2
+
+
+def test_cryoclouds_standalone_flag_is_taken_and_changes_nothing(tmp_path: Path) -> None:
+    nodes = run_graph(GRAPHS / "cmdline.json", tmp_path, "--time", "0", "--standalone")
+    assert nodes["Test"] == ("success", {"time": 0})
+
+
+@pytest.mark.parametrize(("flag", "instead"), [
+    (["--ip", "10.0.0.1"], "--http HOST:PORT"),
+    (["--reset-counters"], "--fresh starts over"),
+    (["--name=scenes"], "--state DIR"),
+    (["--node", "gpu1"], '"ccnode" key'),
+    (["--estimate"], "--explain"),
+])
+def test_cryoclouds_other_flags_are_refused_saying_what_to_use_instead(
+        tmp_path: Path, flag: list[str], instead: str) -> None:
+    done = ccworkflow(str(GRAPHS / "cmdline.json"), *flag, cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"{flag[0].split('=')[0]} is CryoCloud's" in done.stderr and instead in done.stderr
+    assert "did you mean" not in done.stderr
+    assert not (tmp_path / ".cryoflow").exists()  # refused before anything ran

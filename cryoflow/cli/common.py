@@ -14,12 +14,23 @@ _UNKNOWN = re.compile(r"unrecognized arguments: (.+)")
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser that suggests the closest flag for a mistyped one."""
+    """An argument parser that suggests the closest flag for a mistyped one.
+
+    ``retired`` maps flags of the tools cryoflow replaces to what to use instead; such a
+    flag is refused with that sentence rather than a guess.
+    """
+
+    retired: dict[str, str] = {}
 
     def error(self, message: str) -> NoReturn:
         match = _UNKNOWN.search(message)
         if match:
-            hints = [self.suggest(word) for word in match.group(1).split()]
+            words = match.group(1).split()
+            known = [self.retired[w.split("=", 1)[0]] for w in words
+                     if w.split("=", 1)[0] in self.retired]
+            if known:
+                super().error("; ".join(known))
+            hints = [self.suggest(word) for word in words]
             message += "".join(f"; did you mean {hint}?" for hint in hints if hint)
         super().error(message)
 

@@ -91,6 +91,21 @@ def _first_pass(args: list[str]) -> argparse.Namespace:
         return parser.parse_known_args(args)[0]
 
 
+CRYOCLOUD_FLAGS = {
+    "--ip": "--ip is CryoCloud's; cryoflow's head listens on 127.0.0.1 by itself "
+            "(--http HOST:PORT to listen elsewhere)",
+    "--reset-counters": "--reset-counters is CryoCloud's; cryoflow keeps its counts in the "
+                        "state folder (--fresh starts over)",
+    "--name": "--name is CryoCloud's; cryoflow names the run after the graph's workflow name "
+              "and keeps its state in .cryoflow/NAME (--state DIR for another folder)",
+    "--node": "--node is CryoCloud's; pin a node's jobs to a machine with its \"ccnode\" key "
+              "in the graph",
+    "--estimate": "--estimate is CryoCloud's; cryoflow does not estimate run times "
+                  "(--explain shows what would run)",
+}
+"""CryoCloud's ccworkflow flags that cryoflow does not take, with what to use instead."""
+
+
 def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     """The parser of ``ccworkflow``'s own flags (a graph's options are added later)."""
     parser = Parser(
@@ -99,6 +114,7 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
         add_help=add_help,
         allow_abbrev=False,
     )
+    parser.retired = CRYOCLOUD_FLAGS
     parser.add_argument("graph", nargs="?", metavar="GRAPH", help="graph file (JSON or YAML)")
     parser.add_argument("--version", action="version", version=f"cryoflow {cryoflow.__version__}")
     _add_actions(parser.add_argument_group("what to do (default: run the graph)"))
@@ -149,6 +165,8 @@ def _add_run_flags(group: argparse._ArgumentGroup) -> None:
     add("--debug", action="store_true", help="as CryoCloud's ccworkflow: --loglevel DEBUG")
     add("--threads", type=_count, metavar="N",
         help="as CryoCloud's ccworkflow: --workers N when --workers is not given")
+    add("--standalone", action="store_true",
+        help="as CryoCloud's ccworkflow: run on this machine (the default; it changes nothing)")
     add("--max-result-bytes", type=_positive, metavar="N",
         help="fail a job whose result is larger than N bytes as JSON (16 MiB; config "
              "results.max_bytes)")
