@@ -702,9 +702,6 @@ def missing_classes(graph: Graph, capacity: Mapping[WorkerClass, int]) -> list[s
     return problems
 
 
-__all__ = ["Head", "Outcome", "missing_classes"]
-
-
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 
 
@@ -728,3 +725,6 @@ def pebble_failed_lines(actions: list[Action], now: float) -> list[LogLine]:
                     f"pebble {action.pebble_id} failed at {', '.join(action.failed_nodes)}")
             for action in actions
             if isinstance(action, PebbleDone) and action.outcome is PebbleOutcome.FAILED]
+
+
+__all__ = ["Head", "Outcome", "missing_classes"]

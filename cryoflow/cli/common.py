@@ -7,7 +7,7 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 _UNKNOWN = re.compile(r"unrecognized arguments: (.+)")
@@ -20,7 +20,7 @@ class Parser(argparse.ArgumentParser):
     flag is refused with that sentence rather than a guess.
     """
 
-    retired: dict[str, str] = {}
+    retired: Mapping[str, str] = {}
 
     def error(self, message: str) -> NoReturn:
         match = _UNKNOWN.search(message)
