@@ -194,6 +194,9 @@ def test_the_readme_tour_says_what_the_readme_promises(tmp_path: Path) -> None:
     assert broken.returncode == 0
     assert "handled error: pebble 2, node Unpack (error)" in broken.stdout
     assert "broken.zip" in broken.stdout and "not a zip file" in broken.stdout.lower()
+    log = cc("cclog", "--state", ".cryoflow/Scenes", "--pebble", "2", cwd=tmp_path).stdout
+    assert "Unpack attempt 1 failed: StagingError: cannot extract broken.zip" in log
+    assert "WARNING  2/Alert#1  the scene could not be unpacked" in log  # Alert's stderr
 
 
 # ------------------------------------------------------------------ validation and inputs

@@ -4,6 +4,8 @@
 as one argument and never assembled from data), ``command`` an argument list run as
 it is (no shell). ``env`` adds environment variables, ``cwd`` sets the folder. The
 job fails when the exit code is not 0; stdout and stderr are kept (the last 64 KiB).
+The last 20 lines of stdout go to the job's log (INFO); so do those of stderr (WARNING)
+when the process succeeded (when it failed, stderr's tail is the job's error).
 """
 
 import os
@@ -46,7 +48,10 @@ def process_task(worker, task, cancel_event=None):
               "stderr": stderr[-_KEEP:]}
     for line in stdout.splitlines()[-20:]:
         worker.log.info("%s", line)
-    if process.returncode != 0:
+    if process.returncode == 0:
+        for line in stderr.splitlines()[-20:]:
+            worker.log.warning("%s", line)
+    else:
         raise RuntimeError(f"{argv[0]} exited with code {process.returncode}: "
                            f"{stderr.strip()[-500:]}")
     return 100, {"result": result, "stdout": result["stdout"]}
