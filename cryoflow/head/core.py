@@ -9,17 +9,12 @@ transaction (group commit); only then are items acknowledged and jobs dispatched
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import os
-import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from cryoflow.dispatch import Dispatcher
 from cryoflow.engine.core import Engine
@@ -35,13 +30,25 @@ from cryoflow.engine.records import (
     PebbleOutcome,
     PebbleRetried,
     QueueJob,
-    node_label,
 )
 from cryoflow.errors import StoreBrokenError, StoreError
 from cryoflow.failpoints import Failpoints
 from cryoflow.graph.instances import base_name
-from cryoflow.graph.model import Graph, Outcome, WorkerClass
-from cryoflow.graph.modules import builtin_modules_dir
+from cryoflow.graph.model import Graph, Outcome
+from cryoflow.head.inbox import (
+    CancelRequest,
+    JobLoss,
+    JobReport,
+    JobStart,
+    LogLine,
+    Offer,
+    Pending,
+    RunCounts,
+    StatusValue,
+    failure_line,
+    pebble_failed_lines,
+)
+from cryoflow.head.jobs import cache_key, task_for
 from cryoflow.staging.tempdirs import remove_pebble_tempdirs
 from cryoflow.store import Retention, Store
 from cryoflow.workers.base import DEFAULT_MAX_RESULT_BYTES, Executor, JobResult, Task
@@ -56,80 +63,6 @@ AHEAD_MAX_S = 0.05
 
 Listener = Callable[[Action], None]
 """Receives every committed action (web view, metrics, display, active records)."""
-
-
-@dataclass
-class _Offer:
-    input_node: str
-    item: Mapping[str, Any]
-    future: asyncio.Future[int]
-    idem_key: str | None = None
-    seen_key: str | None = None
-
-
-class JobStart(NamedTuple):
-    job_id: str
-    worker: str
-    host: str
-
-
-class JobReport(NamedTuple):
-    job_id: str
-    result: JobResult
-
-
-class JobLoss(NamedTuple):
-    job_id: str
-    reason: str
-
-
-class CancelRequest(NamedTuple):
-    pebble_id: int
-    reason: str
-
-
-class StatusValue(NamedTuple):
-    channel: str
-    key: str
-    value: Any
-
-
-class LogLine(NamedTuple):
-    """One job log line, in the column order of the store's log rows."""
-
-    time: float
-    level: str
-    pebble_id: int | None
-    job_id: str | None
-    node: str | None
-    message: str
-
-
-@dataclass
-class _Pending:
-    """Events gathered since the last tick."""
-
-    offers: list[_Offer] = field(default_factory=list)
-    started: list[JobStart] = field(default_factory=list)
-    results: list[JobReport] = field(default_factory=list)
-    lost: list[JobLoss] = field(default_factory=list)
-    cancels: list[CancelRequest] = field(default_factory=list)
-    retries: list[int] = field(default_factory=list)
-    status: list[StatusValue] = field(default_factory=list)
-    logs: list[LogLine] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.offers or self.started or self.results or self.lost or self.cancels
-                    or self.retries or self.status or self.logs)
-
-
-@dataclass
-class RunCounts:
-    """Pebbles finished by this head since it started."""
-
-    completed: int = 0
-    failed: int = 0
-    accepted: int = 0
 
 
 class Head:
@@ -176,7 +109,7 @@ class Head:
         self.counts = RunCounts()
         self.listeners: list[Listener] = []
         self.host = socket.gethostname()
-        self._pending = _Pending()
+        self._pending = Pending()
         self._tick_scheduled = False
         self._offer_tick = False
         self._jobs: dict[str, JobSpec] = {}
@@ -244,7 +177,7 @@ class Head:
         """Accept an item; the future gives its pebble id once it is committed."""
         assert self._loop is not None, "start() the head first"
         future: asyncio.Future[int] = self._loop.create_future()
-        self._pending.offers.append(_Offer(input_node, item, future, idem_key, seen_key))
+        self._pending.offers.append(Offer(input_node, item, future, idem_key, seen_key))
         if not self._tick_scheduled and not self._offer_tick:
             # One loop pass later: the posts read in this pass ride on the same commit.
             self._offer_tick = True
@@ -323,7 +256,7 @@ class Head:
         if self._lazy is not None:
             self._lazy.cancel()
             self._lazy = None
-        pending, self._pending = self._pending, _Pending()
+        pending, self._pending = self._pending, Pending()
         if self.fatal is not None:
             self._fail(pending, self.fatal)
             return
@@ -374,9 +307,9 @@ class Head:
             log.warning("could not prune finished pebbles: %s", exc)
 
     def _commit(
-        self, pending: _Pending, now: float
-    ) -> tuple[list[tuple[_Offer, int]], list[Action], list[JobSpec]]:
-        accepted: list[tuple[_Offer, int]] = []
+        self, pending: Pending, now: float
+    ) -> tuple[list[tuple[Offer, int]], list[Action], list[JobSpec]]:
+        accepted: list[tuple[Offer, int]] = []
         failures: list[LogLine] = []
         actions: list[Action] = []
         handed: list[JobSpec] = []
@@ -456,7 +389,7 @@ class Head:
             self.engine.forget(pebble_id)
         return actions
 
-    def _reject(self, pending: _Pending, exc: StoreError) -> None:
+    def _reject(self, pending: Pending, exc: StoreError) -> None:
         """The store refused the batch: refuse the items, rebuild state, retry the rest.
 
         A damaged database or a failing disk (:class:`StoreBrokenError`) stops the head.
@@ -481,7 +414,7 @@ class Head:
         assert self._loop is not None
         self._loop.call_later(0.5, self._schedule_tick)
 
-    def _fail(self, pending: _Pending, exc: StoreError) -> None:
+    def _fail(self, pending: Pending, exc: StoreError) -> None:
         """Stop taking work for good: refuse the waiting items and wake whoever waits."""
         if self.fatal is None:
             log.critical("the head stopped: %s", exc)
@@ -609,12 +542,7 @@ class Head:
 
     def _cache_key(self, job: JobSpec) -> str | None:
         """The hash of a cached node's module and listed args, or None (no ``cache``)."""
-        node = self.graph.nodes[base_name(job.node)]
-        if node.cache is None or not self.use_cache:
-            return None
-        inputs = {name: job.args.get(name) for name in node.cache.args}
-        text = json.dumps([node.module, node.module_ref, inputs], sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return cache_key(self.graph, job) if self.use_cache else None
 
     def _answer_from_cache(self, job: JobSpec, now: float) -> bool:
         """Finish ``job`` with an earlier successful result of the same inputs, if any."""
@@ -639,20 +567,9 @@ class Head:
 
     def task_for(self, job: JobSpec) -> Task:
         """The self-contained task a worker runs for ``job``."""
-        node = self.graph.nodes[base_name(job.node)]
-        module, module_ref, args = node.module, node.module_ref, job.args
-        if node.service_url:
-            module, module_ref = "service", str(builtin_modules_dir() / "service.py")
-            args = {"url": node.service_url, "args": dict(job.args)}
-        return Task(
-            id=job.id, pebble_id=job.pebble_id, node=job.node, module=module,
-            module_ref=module_ref, args=args, worker_class=job.worker_class,
-            files=job.files, loop=node.loop, post=job.post, timeout_s=job.timeout_s,
-            workdir=job.workdir, workflow=self.graph.name, ccnode=job.ccnode,
-            docker=node.docker, image=node.image, volumes=node.volumes, extra=node.extra,
-            module_paths=self.module_paths, staging=self.config.get("staging") or {},
-            max_result_bytes=self.max_result_bytes,
-        )
+        return task_for(self.graph, job, module_paths=self.module_paths,
+                        staging=self.config.get("staging") or {},
+                        max_result_bytes=self.max_result_bytes)
 
     # ------------------------------------------------------------------ resume
 
@@ -682,49 +599,4 @@ class Head:
         self._committed(actions)
 
 
-def needs_classes(graph: Graph) -> set[WorkerClass]:
-    """The worker classes a graph's non-input nodes need."""
-    return {n.needs for n in graph if not n.is_input}
-
-
-def missing_classes(graph: Graph, capacity: Mapping[WorkerClass, int]) -> list[str]:
-    """Sentences for each worker class the graph needs that no worker has."""
-    problems = []
-    for worker_class in sorted(needs_classes(graph)):
-        if capacity.get(worker_class, 0) <= 0:
-            nodes = [n.name for n in graph if n.needs is worker_class and not n.is_input]
-            hint = "--gpus N" if worker_class is WorkerClass.GPU else f"--{worker_class}-workers N"
-            if worker_class is WorkerClass.NORMAL:
-                hint = "--workers N"
-            problems.append(
-                f"nodes {', '.join(nodes)} need {worker_class.value} workers but none are "
-                f"configured; start some with {hint}")
-    return problems
-
-
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
-
-
-def failure_line(job: JobSpec, result: JobResult, now: float) -> LogLine:
-    """The log line of a failed attempt: its error and where it was raised, for cclog."""
-    error = (result.error or result.outcome.value).strip().splitlines() or [""]
-    frames = _FRAME.findall(str(result.stats.get("traceback") or ""))
-    where = ""
-    if frames:
-        path, line, function = frames[-1]
-        where = f" (at {os.path.basename(path)}:{line} in {function})"
-    more = f" (+{len(error) - 1} more lines)" if len(error) > 1 else ""
-    message = (f"{node_label(job.node, job.branch)} attempt {job.attempt} failed: "
-               f"{error[0]}{more}{where}")
-    return LogLine(now, "ERROR", job.pebble_id, None, job.node, message)
-
-
-def pebble_failed_lines(actions: list[Action], now: float) -> list[LogLine]:
-    """A WARNING line for each pebble these actions finish as failed."""
-    return [LogLine(now, "WARNING", action.pebble_id, None, None,
-                    f"pebble {action.pebble_id} failed at {', '.join(action.failed_nodes)}")
-            for action in actions
-            if isinstance(action, PebbleDone) and action.outcome is PebbleOutcome.FAILED]
-
-
-__all__ = ["Head", "Outcome", "missing_classes"]
+__all__ = ["Head", "Listener"]

@@ -1,0 +1,11 @@
+"""The head: one asyncio loop that owns the store, the engine and the dispatcher.
+
+``core`` is the loop (:class:`Head`), ``inbox`` what it gathers between two commits,
+``jobs`` what it derives from the graph for each job.
+"""
+
+from cryoflow.head.core import Head, Listener
+from cryoflow.head.inbox import LogLine
+from cryoflow.head.jobs import missing_classes, needs_classes
+
+__all__ = ["Head", "Listener", "LogLine", "missing_classes", "needs_classes"]
