@@ -39,6 +39,8 @@ class Dispatcher:
         self._running_per_node: dict[str, int] = defaultdict(int)
         self._queued_per_node: dict[str, int] = defaultdict(int)
         self._cancelled: set[str] = set()
+        self._current: dict[str, JobSpec] = {}
+        """The spec of each queued job id; a heap entry holding another is stale."""
         self._queued = 0
 
     def __len__(self) -> int:
@@ -50,10 +52,16 @@ class Dispatcher:
         return len(self._running)
 
     def add(self, job: JobSpec, now: float) -> None:
-        """Queue ``job``; it becomes ready at its ``not_before``."""
+        """Queue ``job``; it becomes ready at its ``not_before``.
+
+        A job id is queued once: adding it again (cancelled or not) replaces its spec.
+        """
         self._cancelled.discard(job.id)
-        self._queued += 1
-        self._queued_per_node[base_name(job.node)] += 1
+        if self._current.setdefault(job.id, job) is not job:
+            self._current[job.id] = job  # the entry already in the heap is now stale
+        else:
+            self._queued += 1
+            self._queued_per_node[base_name(job.node)] += 1
         if job.not_before > now:
             heapq.heappush(self._delayed, (job.not_before, next(self._seq), job))
         else:
@@ -77,12 +85,16 @@ class Dispatcher:
             if best is None:
                 return None
             job = queues[best][0][-1]
+            stale = self._current.get(job.id) is not job
             cancelled = job.id in self._cancelled
-            if not cancelled and accept is not None and not accept(job):
+            if not (stale or cancelled) and accept is not None and not accept(job):
                 return None
             heapq.heappop(queues[best])
             if not queues[best]:
                 del queues[best]
+            if stale:
+                continue
+            del self._current[job.id]
             self._queued -= 1
             self._queued_per_node[base_name(job.node)] -= 1
             if cancelled:

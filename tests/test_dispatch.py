@@ -14,9 +14,10 @@ from cryoflow.graph.model import WorkerClass
 NORMAL = WorkerClass.NORMAL
 
 
-def job(name: str, pebble: int, priority: int = 50, **keys: Any) -> JobSpec:
+def job(name: str, pebble: int, priority: int = 50, args: dict[str, Any] | None = None,
+        **keys: Any) -> JobSpec:
     return JobSpec(id=job_id(pebble, name, (), 1), pebble_id=pebble, node=name, branch=(),
-                   attempt=1, args={}, priority=priority, worker_class=NORMAL, **keys)
+                   attempt=1, args=args or {}, priority=priority, worker_class=NORMAL, **keys)
 
 
 def drain(d: Dispatcher, now: float = 0.0) -> list[str]:
@@ -92,3 +93,22 @@ def test_jobs_go_only_to_their_worker_class() -> None:
                   priority=50, worker_class=WorkerClass.GPU), 0)
     assert d.next_job(NORMAL, 0) is None
     assert d.next_job(WorkerClass.GPU, 0) is not None
+
+
+def test_a_job_queued_twice_is_handed_out_once_with_its_newest_spec() -> None:
+    d = Dispatcher(graph(node("In"), node("A", ("In",))))
+    d.add(job("A", 1, args={"x": 1}), 0)
+    d.add(job("A", 1, args={"x": 2}), 0)
+    assert len(d) == 1 and d.node_load("A") == (1, 0)
+    first = d.next_job(NORMAL, 0)
+    assert first is not None and first.args == {"x": 2}
+    assert d.next_job(NORMAL, 0) is None and len(d) == 0
+
+
+def test_a_cancelled_job_queued_again_is_handed_out_once() -> None:
+    d = Dispatcher(graph(node("In"), node("A", ("In",))))
+    d.add(job("A", 1), 0)
+    d.cancel("1/A#1")
+    d.add(job("A", 1), 0)
+    assert drain(d) == ["1/A#1"]
+    assert len(d) == 0

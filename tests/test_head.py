@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from enginekit import graph, node
 
+from cryoflow.errors import StoreError
 from cryoflow.graph.model import Graph, Node, WorkerClass
 from cryoflow.head import Head, missing_classes
 from cryoflow.store import Retention, Store
@@ -292,3 +296,69 @@ def test_short_jobs_are_still_sent_ahead_to_busy_workers(tmp_path: Path) -> None
         return sent_ahead
 
     assert asyncio.run(go()) > 10
+
+
+class FlakyStore:
+    """Makes the first write batch that calls ``method`` fail at its commit (rolled back)."""
+
+    def __init__(self, store: Store, method: str) -> None:
+        self.store, self.method, self.failed = store, method, False
+        self.real_batch = store.batch
+        store.batch = self.batch  # type: ignore[method-assign]
+
+    @contextmanager
+    def batch(self) -> Iterator[Any]:
+        with self.real_batch() as tx:
+            called: list[bool] = []
+            original = getattr(tx, self.method)
+
+            def spy(*args: Any, **kwargs: Any) -> Any:
+                called.append(True)
+                return original(*args, **kwargs)
+
+            setattr(tx, self.method, spy)
+            yield tx
+            if called and not self.failed:
+                self.failed = True
+                raise StoreError("the disk hiccuped")
+
+
+def echoes(head: Head) -> list[str]:
+    return [line["message"] for line in head.store.logs() if line["message"].startswith("echo")]
+
+
+def test_after_a_refused_commit_no_job_runs_twice(tmp_path: Path) -> None:
+    async def go() -> Head:
+        store = Store.open(tmp_path, workflow="t")
+        flaky = FlakyStore(store, "job_finished")  # the commit of A's result fails once
+        head = Head(chain(), store=store, executor=InlineExecutor())
+        await head.start()
+        await head.offer("In", {"n": 1})
+        await asyncio.wait_for(head.wait_idle(), 20)
+        await head.stop()
+        assert flaky.failed
+        return head
+
+    head = asyncio.run(go())
+    assert echoes(head) == ["echo 1", "echo 1"]  # A once, B once
+    assert [job["node"] for job in head.store.jobs()] == ["A", "B"]
+    head.store.close()
+
+
+def test_no_job_runs_for_an_item_whose_commit_was_refused(tmp_path: Path) -> None:
+    async def go() -> Head:
+        store = Store.open(tmp_path, workflow="t")
+        FlakyStore(store, "add_pebble")
+        head = Head(chain(), store=store, executor=InlineExecutor())
+        await head.start()
+        with pytest.raises(StoreError, match="hiccuped"):
+            await head.offer("In", {"n": 1})
+        await head.offer("In", {"n": 2})
+        await asyncio.wait_for(head.wait_idle(), 20)
+        await head.stop()
+        return head
+
+    head = asyncio.run(go())
+    assert echoes(head) == ["echo 2", "echo 2"]
+    assert head.counts.completed == 1
+    head.store.close()

@@ -313,7 +313,7 @@ class Head:
         failures: list[LogLine] = []
         actions: list[Action] = []
         handed: list[JobSpec] = []
-        with self._dispatch_guard(handed, now), self.store.batch() as tx:
+        with self._dispatch_guard(handed, actions, now), self.store.batch() as tx:
             for offer in pending.offers:
                 pebble_id, created = tx.add_pebble(
                     offer.input_node, offer.item, now=now, idem_key=offer.idem_key,
@@ -439,8 +439,11 @@ class Head:
                     self.executor.cancel(action.job_id)
 
     @contextmanager
-    def _dispatch_guard(self, handed: list[JobSpec], now: float) -> Iterator[None]:
-        """Put the jobs chosen for workers back in the queue if their batch fails."""
+    def _dispatch_guard(self, handed: list[JobSpec], actions: list[Action],
+                        now: float) -> Iterator[None]:
+        """If the batch fails: put the jobs chosen for workers back in the queue, and drop
+        the jobs it queued (the engine is rebuilt from the store and queues them again,
+        unless their pebble was refused)."""
         try:
             yield
         except BaseException:
@@ -448,6 +451,9 @@ class Head:
                 self.dispatcher.finished(job.id)
                 self._jobs.pop(job.id, None)
                 self.dispatcher.add(job, now)
+            for action in actions:
+                if isinstance(action, QueueJob):
+                    self.dispatcher.cancel(action.job.id)
             raise
 
     def _hand_off(self, handed: list[JobSpec]) -> None:
