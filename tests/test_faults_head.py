@@ -70,14 +70,14 @@ def start_ready(procs: Processes, ledger: Ledger, graph: Path, state: Path,
     return head, ready["t"] - started
 
 
-# FI-01
+# ------------------------------------------------ the head killed at random moments
 
 
 @pytest.mark.slow
 def test_killing_the_head_at_random_moments_loses_nothing_and_reruns_no_finished_job(
         tmp_path: Path, procs: Processes, ledger: Ledger) -> None:
     seed = int(os.environ.get("CRYOFLOW_KILL_SEED", random.randrange(1 << 30)))
-    print(f"FI-01 seed {seed} (set CRYOFLOW_KILL_SEED to repeat)")
+    print(f"kill loop: seed {seed} (set CRYOFLOW_KILL_SEED to repeat)")
     rng = random.Random(seed)
     items, golden = data_items(tmp_path / "data", KILL_ITEMS)
     ledger.offer(items)
@@ -104,7 +104,7 @@ def test_killing_the_head_at_random_moments_loses_nothing_and_reruns_no_finished
     head.send(signal.SIGTERM)
     assert head.wait(10) == 0, head.output()
     assert_checks(c10_resources(procs.tag), c8_store_integrity(store))
-    print(f"FI-01 cycles={KILL_CYCLES} items={len(items)} "
+    print(f"kill loop: cycles={KILL_CYCLES} items={len(items)} "
           f"ready_s max={max(ready_s):.2f} mean={sum(ready_s) / len(ready_s):.2f} "
           f"readies={len(ready_s)} {figures}")
     mean_ready_s = sum(ready_s) / len(ready_s)
@@ -153,7 +153,7 @@ def test_a_job_handed_out_just_before_the_head_dies_runs_again_as_a_new_recorded
                   executions_recorded(ledger, store))
 
 
-# FI-02
+# ------------------------------------------------ the head killed at each failpoint
 
 
 def one_item_pipeline(tmp_path: Path, ledger: Ledger) -> tuple[Path, dict[str, str]]:
@@ -214,11 +214,11 @@ def test_a_result_lost_before_its_commit_is_redone_and_applied_once(
         c4_at_least_once_work(ledger, store, "Hash", golden),
         invariant_nodes_recorded(store, 3),
         executions_recorded(ledger, store))
-    print(f"FI-02 head_report_received_before_commit: {figures}")
+    print(f"failpoint head_report_received_before_commit: {figures}")
 
 
 
-# FI-12
+# ------------------------------------------------ a restart with a large backlog
 
 BACKLOG = int(os.environ.get("CRYOFLOW_BACKLOG", "10000"))
 LEVELS = {"hi": 90, "mid": 50, "lo": 10}
@@ -274,7 +274,7 @@ def test_a_backlog_of_queued_pebbles_survives_a_kill_and_drains_once_in_priority
     store = StoreView(state)
     figures = assert_checks(*quiet_checks(ledger, store, procs.tag, roots=[state]),
                             exactly_once(ledger, BACKLOG))
-    print(f"FI-12 pebbles={BACKLOG} restart_to_ready={ready_s:.2f}s rss={rss_mb:.0f}MB "
+    print(f"backlog restart: pebbles={BACKLOG} restart_to_ready={ready_s:.2f}s rss={rss_mb:.0f}MB "
           f"drain={drain_s:.1f}s {figures}")
     assert ready_s <= 5.0, f"restart to ready took {ready_s:.2f}s"
     assert rss_mb <= 200.0, f"head RSS after restart {rss_mb:.0f} MB"
@@ -321,7 +321,7 @@ def dispatch_order_violations(ledger: Ledger, *, workers: int) -> list[str]:
     return problems[:10]
 
 
-# FI-13
+# ------------------------------------------------ SIGTERM
 
 
 def sleepy_graph(tmp_path: Path, ledger: Ledger, *, seconds: float,
@@ -354,7 +354,7 @@ def test_sigterm_stops_the_head_within_ten_seconds_and_loses_no_pebble(
     store = StoreView(state)
     assert_checks(c1_no_loss(ledger, store), *quiet_checks(ledger, store, procs.tag,
                                                            roots=[state]))
-    print(f"FI-13 SIGTERM to exit {stop_s:.2f}s, {len(acked_before)} acked before the stop")
+    print(f"SIGTERM to exit {stop_s:.2f}s, {len(acked_before)} acked before the stop")
 
 
 def test_a_second_signal_during_a_slow_shutdown_exits_at_once(
@@ -376,7 +376,7 @@ def test_a_second_signal_during_a_slow_shutdown_exits_at_once(
     assert_checks(c8_store_integrity(StoreView(state)), c10_resources(procs.tag))
 
 
-# FI-15
+# ------------------------------------------------ a damaged database
 
 
 def corrupt_random(db: Path) -> str:
@@ -447,7 +447,7 @@ def test_a_write_ahead_log_left_by_a_killed_head_is_recovered(
     assert head.wait(10) == 0, head.output()
 
 
-# FI-16
+# ------------------------------------------------ two heads on one state folder
 
 
 def test_a_second_head_on_one_state_folder_is_refused_until_the_first_dies(

@@ -45,7 +45,7 @@ def job_rows(store: StoreView, node: str) -> list[tuple[int, str | None]]:
     return [(j["attempt"], j["outcome"]) for j in store.jobs() if j["node"] == node]
 
 
-# FI-03
+# ------------------------------------------------ a worker killed mid-job
 
 
 def test_a_worker_killed_mid_job_is_replaced_and_the_job_retried_to_success(
@@ -97,7 +97,7 @@ def jobs_processes(procs: Processes, job_id: str) -> list[int]:
     return [pid for pid, env in procs.alive().items() if env.get(JOB_ENV) == job_id]
 
 
-# FI-05
+# ------------------------------------------------ a job past its timeout
 
 
 @pytest.mark.parametrize("trap", [False, True], ids=["plain", "sigterm-trapped"])
@@ -126,7 +126,7 @@ def test_a_job_past_its_timeout_is_killed_with_its_grandchildren_and_frees_its_s
     finished = next(j["finished"] for j in store.jobs() if j["node"] == "Spawn")
     noop = next(m for m in ledger.markers("exec") if m.job.endswith("/Noop"))
     slot_s = noop.t - finished
-    print(f"FI-05 trap={trap}: killed {killed_s:.2f}s after start, next job {slot_s:.2f}s "
+    print(f"timeout trap={trap}: killed {killed_s:.2f}s after start, next job {slot_s:.2f}s "
           "after the timeout")
     assert killed_s <= 2 + 2 + 0.5 + 0.5
     procs.wait_none_alive(3.0)
@@ -134,7 +134,7 @@ def test_a_job_past_its_timeout_is_killed_with_its_grandchildren_and_frees_its_s
     assert slot_s <= 1.0, f"the next job started {slot_s:.2f}s after the timeout"
 
 
-# FI-06
+# ------------------------------------------------ a job flooding its output
 
 
 def test_a_job_flooding_stdout_keeps_the_head_small_and_its_log_capped(
@@ -162,7 +162,7 @@ def test_a_job_flooding_stdout_keeps_the_head_small_and_its_log_capped(
     with store.reader() as reader:
         lines = reader.logs(node="Flood", limit=100000)
     logged = sum(len(line["message"]) for line in lines)
-    print(f"FI-06 flood 200 MB: head RSS rose {rise_mb:.1f} MB, {logged} bytes logged")
+    print(f"flood 200 MB: head RSS rose {rise_mb:.1f} MB, {logged} bytes logged")
     assert report_node(tmp_path, "Flood")["outcome"] == "success"
     assert rise_mb < 50.0
     assert logged <= 2 * 2**20

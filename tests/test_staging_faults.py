@@ -79,7 +79,7 @@ def _only_final_files(folder: Path) -> list[str]:
     return sorted(os.listdir(folder)) if folder.exists() else []
 
 
-# -- FI-08 S3
+# -- S3
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_an_upload_damaged_on_the_way_is_caught_by_its_etag_and_sent_again(
     assert moto.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-# -- FI-07c disk full
+# -- a full disk
 
 
 @pytest.fixture
@@ -237,7 +237,7 @@ def test_a_full_disk_fails_the_download_clearly_and_removes_the_staging_file(
     assert os.listdir(tiny_disk) == []
 
 
-# -- FI-09 ssh
+# -- ssh
 
 
 @pytest.fixture
@@ -317,7 +317,7 @@ def test_ssh_option_injection_in_the_host_is_refused_before_any_connection(tmp_p
     assert not canary.exists()
 
 
-# -- FI-10 HTTP
+# -- HTTP
 
 
 def _http_config(**http: Any) -> StagingConfig:
@@ -400,7 +400,7 @@ def test_a_body_over_the_size_cap_is_aborted(
     assert _only_final_files(tmp_path / "w") == []
 
 
-# -- SEC-05 SSRF
+# -- server-side request forgery
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A head built as ``ccworkflow`` (``cryoflow.cli.run``) builds it, but paused (FI-12).
+"""A head built as ``ccworkflow`` (``cryoflow.cli.run``) builds it, but paused.
 
 ``python driver.py enqueue GRAPH STATE LEDGER --workers N`` opens the store, starts a
 paused head, offers every item of the ledger's spool at once (group commit, idempotency

@@ -512,7 +512,7 @@ def c10_resources(tag: str, *, head_pid: int | None = None, max_rss_mb: float = 
 
 
 def invariant_nodes_recorded(store: StoreView, nodes: int) -> Check:
-    """FI-02's invariant: a finished pebble has an outcome for each of its ``nodes``.
+    """A finished pebble has an outcome for each of its ``nodes``.
 
     A crash between a job's completion and its children (impossible by design: one
     transaction) would leave a finished pebble with nodes that never got an outcome.
