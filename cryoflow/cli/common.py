@@ -26,8 +26,8 @@ class Parser(argparse.ArgumentParser):
         match = _UNKNOWN.search(message)
         if match:
             words = match.group(1).split()
-            known = [self.retired[w.split("=", 1)[0]] for w in words
-                     if w.split("=", 1)[0] in self.retired]
+            flags = (word.split("=", 1)[0] for word in words)
+            known = [self.retired[flag] for flag in flags if flag in self.retired]
             if known:
                 super().error("; ".join(known))
             hints = [self.suggest(word) for word in words]

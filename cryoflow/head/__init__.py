@@ -5,7 +5,6 @@
 """
 
 from cryoflow.head.core import Head, Listener
-from cryoflow.head.inbox import LogLine
-from cryoflow.head.jobs import missing_classes, needs_classes
+from cryoflow.head.jobs import missing_classes
 
-__all__ = ["Head", "Listener", "LogLine", "missing_classes", "needs_classes"]
+__all__ = ["Head", "Listener", "missing_classes"]

@@ -46,6 +46,7 @@ from cryoflow.head.inbox import (
     RunCounts,
     StatusValue,
     failure_line,
+    pebble_failed,
     pebble_failed_lines,
 )
 from cryoflow.head.jobs import cache_key, task_for
@@ -492,7 +493,7 @@ class Head:
             self.counts.completed += 1
         else:
             self.counts.failed += 1
-            log.warning("pebble %d failed at %s", done.pebble_id, ", ".join(done.failed_nodes))
+            log.warning("%s", pebble_failed(done))
         bases = self._tempdir_bases.pop(done.pebble_id, set())
         if bases:
             remove_pebble_tempdirs(self.graph.name, done.pebble_id, bases)

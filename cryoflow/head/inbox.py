@@ -110,9 +110,13 @@ def failure_line(job: JobSpec, result: JobResult, now: float) -> LogLine:
     return LogLine(now, "ERROR", job.pebble_id, None, job.node, message)
 
 
+def pebble_failed(done: PebbleDone) -> str:
+    """``pebble 7 failed at Wind, Wave[2]``: the notice of a pebble that ended failed."""
+    return f"pebble {done.pebble_id} failed at {', '.join(done.failed_nodes)}"
+
+
 def pebble_failed_lines(actions: list[Action], now: float) -> list[LogLine]:
     """A WARNING line for each pebble these actions finish as failed."""
-    return [LogLine(now, "WARNING", action.pebble_id, None, None,
-                    f"pebble {action.pebble_id} failed at {', '.join(action.failed_nodes)}")
+    return [LogLine(now, "WARNING", action.pebble_id, None, None, pebble_failed(action))
             for action in actions
             if isinstance(action, PebbleDone) and action.outcome is PebbleOutcome.FAILED]
