@@ -283,10 +283,8 @@ def cpu_s(process: psutil.Process | None = None) -> float:
 
 @dataclass(frozen=True)
 class Round:
-    """One W6 round: ``total`` posts from ``clients`` threads."""
+    """What one W6 round measured."""
 
-    clients: int
-    total: int
     rate: float
     p50_ms: str
     p99_ms: str
@@ -316,7 +314,7 @@ def w6_round(port: int, server_process: psutil.Process, clients: int, total: int
         thread.join()
     wall = time.perf_counter() - start
     server_cpu, client_cpu = cpu_s(server_process) - server_cpu, cpu_s() - client_cpu
-    return Round(clients, total, (total - len(errors)) / wall, ms(latencies, 0.5),
+    return Round((total - len(errors)) / wall, ms(latencies, 0.5),
                  ms(latencies, 0.99), len(errors), 1e6 * server_cpu / total,
                  1e6 * client_cpu / total)
 
